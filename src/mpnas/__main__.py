@@ -1,0 +1,3 @@
+from mpnas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,213 @@
+"""Typed configuration: dataclasses, loadable from YAML, overridable from the command line.
+
+A run's whole configuration is one `RunConfig`. Budgets (`quick`, `default`, `paper`) are named presets of
+its numbers, never a different code path. The resolved config is written into every run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from mpnas.errors import MpnasError
+
+T = TypeVar("T")
+
+
+@dataclass
+class DataConfig:
+    spec: str = "builtin"  # builtin | decathlon:ROOT | folder:ROOT
+    domains: list[str] | None = None  # None: every domain of the source
+    resolution: int = 32
+    seed: int = 0  # fixes splits carved by mpnas and the order of batches
+    skip_bad_images: bool = False
+    cache_dir: str | None = None  # None: $MPNAS_CACHE or the user's cache directory
+
+
+@dataclass
+class SpaceConfig:
+    preset: str = "default"  # default | paper | mobilenet_v3_large | mobilenet_v3_small
+    width_mult: float = 1.0
+    layers_per_block: int | None = None  # None: the preset's own
+
+
+@dataclass
+class LossConfig:
+    """How the domains' losses combine into one (ABDP and its variants, seed 002 Eq. 2-3, Table 5)."""
+
+    kind: str = "exp_dec"  # x | x2 | exp | exp_dec | exp_inc | uwl | empirical
+    w: float = 1.0  # the constant w of `exp`
+    w_max: float = 2.0  # `exp_dec` goes w_max -> w_min, `exp_inc` w_min -> w_max
+    w_min: float = 1.0
+    weights: dict[str, float] = field(default_factory=dict)  # `empirical`: per-domain weight, 1 if absent
+    normalize: bool = False  # rescale the weights h'(L_i) to mean 1 (for SGD, which does not normalise)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "rmsprop"  # rmsprop | sgd | adamw | adam
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    eps: float = 1.0  # RMSProp's epsilon as in TuNAS; with eps=1 RMSProp behaves close to momentum SGD
+    warmup_frac: float = 0.025  # linear warm-up, then cosine decay to 0
+    grad_clip: float | None = 5.0
+
+
+@dataclass
+class SearchConfig:
+    steps: int = 400
+    batch_size: int = 32  # per domain
+    val_batch_size: int | None = None  # None: 4 x batch_size, as TuNAS
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.02))
+    rl_start: float = 0.125  # fraction of steps before the controllers learn (seed 002: 1/8)
+    controller_lr: float = 0.05
+    controller_lr_end_mult: float = 1.0  # TuNAS raises the RL learning rate 10x by the end of search
+    baseline_momentum: float = 0.95
+    reward: str = "mnas"  # mnas | mnas_hard | abs
+    beta: float | None = None  # None: -0.07 for mnas rewards, -0.10 for abs
+    t0: float | dict[str, float] | None = None  # target cost; None: derived from the space
+    latency_table: str | None = None  # a table from `mpnas latency-table`; else MACs are the cost
+    filter_warmup: bool = True
+    op_warmup: bool = True
+    log_every: int = 10
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32  # per domain
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    label_smoothing: float = 0.1
+    eval_every: int = 200  # steps between per-domain validations ("epochs" of a multi-domain run)
+    eval_batch_size: int = 256
+    dropout: float = 0.2
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    budget: str = "default"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Conversion between dataclasses and plain dicts, with errors that name the field.
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], data: Any, where: str = "") -> T:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and ill-typed values by field name."""
+    if not isinstance(data, dict):
+        raise MpnasError(f"config {where or 'root'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise MpnasError(f"config {where or 'root'}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except MpnasError as exc:
+                errors.append(str(exc))
+        raise MpnasError(errors[-1] if errors else f"config {where}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value):
+            return value
+        return from_dict(tp, value, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise MpnasError(f"config {where}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise MpnasError(f"config {where}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise MpnasError(f"config {where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise MpnasError(f"config {where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise MpnasError(f"config {where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise MpnasError(f"config {where}: expected a string, got {value!r}")
+    raise TypeError(f"unsupported config type {tp!r} at {where}")
+
+
+def apply_overrides(cfg: T, overrides: list[str]) -> T:
+    """Apply `a.b.c=value` overrides (value parsed as YAML) and re-validate the whole config."""
+    data = to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise MpnasError(f"override {item!r}: expected KEY=VALUE, e.g. train.steps=500")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise MpnasError(f"override {key}: cannot parse value {raw!r}: {exc}") from None
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise MpnasError(f"override {key}: {part!r} is not a section of the config")
+            node = node[part]
+        if parts[-1] not in node:
+            raise MpnasError(f"override {key}: unknown field {parts[-1]!r}")
+        node[parts[-1]] = value
+    return from_dict(type(cfg), data)
+
+
+def load_yaml(path: str | Path, cls: type[T] = RunConfig) -> T:  # type: ignore[assignment]
+    path = Path(path)
+    if not path.is_file():
+        raise MpnasError(f"config file {path}: not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MpnasError(f"config file {path}: invalid YAML: {exc}") from None
+    try:
+        return from_dict(cls, data)
+    except MpnasError as exc:
+        raise MpnasError(f"config file {path}: {exc}") from None
+
+
+def dump_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
