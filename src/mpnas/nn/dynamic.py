@@ -1,0 +1,234 @@
+"""Dynamic-width modules shared by the supernet and the merged multi-path model.
+
+Each holds its weights at the largest width any user needs and runs a narrower user by slicing
+`weight[:out, :in]` (Once-for-All style): nothing is computed at full width and then masked, so a narrow path
+costs what the same plain network costs. `extract` copies the slices into the plain modules of
+`mpnas.nn.blocks`, which is how a standalone path leaves the supernet or the merged model.
+
+Batch norm is kept per *key*: the supernet uses one key ("shared"), so a narrower path reads a prefix of the
+max-width running statistics (sliced statistics). The merged model keys batch norm by domain: domains that
+share a node's convolutions keep their own normalisation statistics and affine parameters, because the
+statistics of digits and of textures differ too much to share (as in Bilen and Vedaldi's universal networks).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mpnas.nn.blocks import BN_EPS, ConvBNAct, Head, InvertedResidual, make_act
+from mpnas.space.space import ConvGeometry, HeadGeometry, LayerGeometry
+
+SHARED = "shared"
+
+
+def domain_key(domain: str) -> str:
+    """Module-dict key for a domain; the prefix keeps names such as 'train' clear of nn.Module attributes."""
+    return f"d_{domain}"
+
+
+def act_fn(name: str, x: Tensor) -> Tensor:
+    if name == "relu":
+        return F.relu(x)
+    if name == "hswish":
+        return F.hardswish(x)
+    if name == "swish":
+        return F.silu(x)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class DynamicBatchNorm2d(nn.Module):
+    """Batch norm over the first C channels of its max-width statistics and affine parameters."""
+
+    def __init__(self, channels: int, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = x.shape[1]
+        # Slices of the buffers are views: batch_norm's in-place update of running statistics lands in them.
+        return F.batch_norm(
+            x, self.running_mean[:c], self.running_var[:c], self.weight[:c], self.bias[:c],
+            self.training, self.momentum, BN_EPS,
+        )
+
+    def copy_to(self, bn: nn.BatchNorm2d) -> None:
+        c = bn.num_features
+        with torch.no_grad():
+            bn.weight.copy_(self.weight[:c])
+            bn.bias.copy_(self.bias[:c])
+            bn.running_mean.copy_(self.running_mean[:c])
+            bn.running_var.copy_(self.running_var[:c])
+
+
+class DynamicConv2d(nn.Module):
+    """A conv whose output width is an argument and whose input width is the input's; depthwise optional."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, depthwise: bool = False) -> None:
+        super().__init__()
+        self.depthwise = depthwise
+        self.kernel = kernel
+        shape = (out_ch, 1, kernel, kernel) if depthwise else (out_ch, in_ch, kernel, kernel)
+        self.weight = nn.Parameter(torch.empty(shape))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+
+    def sliced(self, in_ch: int, out_ch: int) -> Tensor:
+        return self.weight[:out_ch] if self.depthwise else self.weight[:out_ch, :in_ch]
+
+    def forward(self, x: Tensor, out_ch: int, stride: int = 1) -> Tensor:
+        c = x.shape[1]
+        groups = c if self.depthwise else 1
+        return F.conv2d(x, self.sliced(c, out_ch), None, stride, self.kernel // 2, 1, groups)
+
+
+class DynamicConvBN(nn.Module):
+    """The stem (or any conv + BN + act) with batch norm per key."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, act: str, bn_widths: Mapping[str, int], momentum: float = 0.1):
+        super().__init__()
+        self.act = act
+        self.conv = DynamicConv2d(in_ch, out_ch, kernel)
+        self.bn = nn.ModuleDict({k: DynamicBatchNorm2d(w, momentum) for k, w in bn_widths.items()})
+
+    def forward(self, x: Tensor, g: ConvGeometry, key: str = SHARED) -> Tensor:
+        return act_fn(self.act, self.bn[key](self.conv(x, g.out_ch, g.stride)))
+
+    def extract(self, g: ConvGeometry, key: str = SHARED, bn_momentum: float = 0.1) -> ConvBNAct:
+        m = ConvBNAct(g.in_ch, g.out_ch, g.kernel, g.stride, act=g.act, bn_momentum=bn_momentum)
+        with torch.no_grad():
+            m[0].weight.copy_(self.conv.sliced(g.in_ch, g.out_ch))
+        self.bn[key].copy_to(m[1])
+        return m
+
+
+class DynamicSqueezeExcite(nn.Module):
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        ref = nn.Conv2d(channels, squeeze, 1), nn.Conv2d(squeeze, channels, 1)  # PyTorch's default init
+        self.fc1_weight, self.fc1_bias = nn.Parameter(ref[0].weight.data), nn.Parameter(ref[0].bias.data)
+        self.fc2_weight, self.fc2_bias = nn.Parameter(ref[1].weight.data), nn.Parameter(ref[1].bias.data)
+
+    def forward(self, x: Tensor, squeeze: int) -> Tensor:
+        c = x.shape[1]
+        s = x.mean((2, 3), keepdim=True)
+        s = F.relu(F.conv2d(s, self.fc1_weight[:squeeze, :c], self.fc1_bias[:squeeze]))
+        s = F.conv2d(s, self.fc2_weight[:c, :squeeze], self.fc2_bias[:c])
+        return x * F.hardsigmoid(s)
+
+    def copy_to(self, se: nn.Module, channels: int, squeeze: int) -> None:
+        with torch.no_grad():
+            se.fc1.weight.copy_(self.fc1_weight[:squeeze, :channels])
+            se.fc1.bias.copy_(self.fc1_bias[:squeeze])
+            se.fc2.weight.copy_(self.fc2_weight[:channels, :squeeze])
+            se.fc2.bias.copy_(self.fc2_bias[:channels])
+
+
+class DynamicBottleneck(nn.Module):
+    """An inverted bottleneck at max widths, with one depthwise conv per kernel size.
+
+    Weight sharing follows TuNAS: the 1x1 expand and project convs and the SE module are shared by every
+    kernel choice; each kernel size owns its depthwise conv and the batch norm after it. The supernet builds
+    one per layer with every kernel; the merged model builds one per node, with that node's single kernel.
+    `bn_widths` maps each batch-norm key to its (in, expanded, out) widths.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        exp_ch: int,
+        out_ch: int,
+        kernels: tuple[int, ...],
+        se_ch: int,
+        act: str,
+        bn_widths: Mapping[str, tuple[int, int, int]],
+        momentum: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.act = act
+        # An expand conv exists when some user expands (MobileNetV3 drops it when the width is unchanged).
+        self.expand = DynamicConv2d(in_ch, exp_ch, 1) if any(e != i for i, e, _ in bn_widths.values()) else None
+        self.expand_bn = nn.ModuleDict(
+            {k: DynamicBatchNorm2d(e, momentum) for k, (i, e, _) in bn_widths.items() if e != i}
+        )
+        self.dw = nn.ModuleDict({f"k{k}": DynamicConv2d(exp_ch, exp_ch, k, depthwise=True) for k in kernels})
+        self.dw_bn = nn.ModuleDict(
+            {f"k{k}": nn.ModuleDict({key: DynamicBatchNorm2d(e, momentum) for key, (_, e, _) in bn_widths.items()}) for k in kernels}
+        )
+        self.se = DynamicSqueezeExcite(exp_ch, se_ch) if se_ch else None
+        self.project = DynamicConv2d(exp_ch, out_ch, 1)
+        self.project_bn = nn.ModuleDict({key: DynamicBatchNorm2d(o, momentum) for key, (_, _, o) in bn_widths.items()})
+
+    def forward(self, x: Tensor, g: LayerGeometry, key: str = SHARED) -> Tensor:
+        y = x
+        if g.has_expand:
+            y = act_fn(self.act, self.expand_bn[key](self.expand(y, g.exp_ch)))
+        k = f"k{g.kernel}"
+        y = act_fn(self.act, self.dw_bn[k][key](self.dw[k](y, g.exp_ch, g.stride)))
+        if g.se_ch:
+            y = self.se(y, g.se_ch)
+        y = self.project_bn[key](self.project(y, g.out_ch))
+        return x + y if g.residual else y
+
+    def extract(self, g: LayerGeometry, key: str = SHARED, bn_momentum: float = 0.1) -> InvertedResidual:
+        m = InvertedResidual(g, bn_momentum)
+        k = f"k{g.kernel}"
+        with torch.no_grad():
+            if m.expand is not None:
+                m.expand[0].weight.copy_(self.expand.sliced(g.in_ch, g.exp_ch))
+                self.expand_bn[key].copy_to(m.expand[1])
+            m.dw[0].weight.copy_(self.dw[k].sliced(g.exp_ch, g.exp_ch))
+            self.dw_bn[k][key].copy_to(m.dw[1])
+            if m.se is not None:
+                self.se.copy_to(m.se, g.exp_ch, g.se_ch)
+            m.project[0].weight.copy_(self.project.sliced(g.exp_ch, g.out_ch))
+            self.project_bn[key].copy_to(m.project[1])
+        return m
+
+
+class DynamicHead(nn.Module):
+    """The MobileNetV3 head reading any prefix of its input channels; its batch norm is per key."""
+
+    def __init__(self, in_ch: int, conv_ch: int, hidden: int, act: str, bn_keys: tuple[str, ...], dropout: float = 0.2,
+                 momentum: float = 0.1) -> None:
+        super().__init__()
+        self.act = act
+        self.conv = DynamicConv2d(in_ch, conv_ch, 1)
+        self.bn = nn.ModuleDict({k: DynamicBatchNorm2d(conv_ch, momentum) for k in bn_keys})
+        self.hidden = nn.Linear(conv_ch, hidden) if hidden else None
+        self.dropout = nn.Dropout(dropout)
+        self.out_features = hidden or conv_ch
+
+    def forward(self, x: Tensor, g: HeadGeometry, key: str = SHARED) -> Tensor:
+        x = act_fn(self.act, self.bn[key](self.conv(x, g.conv_ch))).mean((2, 3))
+        if self.hidden is not None:
+            x = act_fn(self.act, self.hidden(x))
+        return self.dropout(x)
+
+    def extract(self, g: HeadGeometry, key: str = SHARED, bn_momentum: float = 0.1) -> Head:
+        m = Head(g, self.dropout.p, bn_momentum)
+        with torch.no_grad():
+            m.conv[0].weight.copy_(self.conv.sliced(g.in_ch, g.conv_ch))
+            if self.hidden is not None:
+                m.hidden.load_state_dict(self.hidden.state_dict())
+        self.bn[key].copy_to(m.conv[1])
+        return m
+
+
+__all__ = [
+    "SHARED",
+    "domain_key",
+    "DynamicBatchNorm2d",
+    "DynamicConv2d",
+    "DynamicConvBN",
+    "DynamicSqueezeExcite",
+    "DynamicBottleneck",
+    "DynamicHead",
+    "make_act",
+]

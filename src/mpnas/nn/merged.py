@@ -1,0 +1,106 @@
+"""The merged multi-path model: the union of the domains' paths, a shared node being one module.
+
+Each node (one candidate block of one layer) chosen by any domain becomes one `DynamicBottleneck` sized to
+the widest of its users; each user runs its own channel prefix (its own expansion and filter count), so the
+convolution weights of a shared node are the same Parameter objects for every domain that passes through it.
+Nodes no domain chose are absent. The stem and the head are used by every domain; each domain has its own
+classifier and its own batch norm in every node (see `mpnas.nn.dynamic`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mpnas.nn.blocks import PathNet
+from mpnas.nn.dynamic import DynamicBottleneck, DynamicConvBN, DynamicHead, domain_key
+from mpnas.space.arch import Architecture
+from mpnas.space.space import LayerGeometry
+
+
+def _module_name(node: str) -> str:
+    return node.replace(".", "_")
+
+
+class MultiPathModel(nn.Module):
+    def __init__(self, arch: Architecture, dropout: float = 0.2, bn_momentum: float = 0.1, routing_seed: int = 0) -> None:
+        super().__init__()
+        space = arch.space
+        self.arch = arch
+        self.bn_momentum = bn_momentum
+        self.geometries = {d: space.geometry(p) for d, p in arch.paths.items()}
+        geos = self.geometries
+        keys = {d: domain_key(d) for d in arch.domains}
+
+        self.stem = DynamicConvBN(
+            3, max(g.stem.out_ch for g in geos.values()), space.stem_kernel, space.stem_act,
+            {keys[d]: g.stem.out_ch for d, g in geos.items()}, bn_momentum,
+        )
+        users: dict[str, dict[str, LayerGeometry]] = {}
+        for d, geo in geos.items():
+            for g in geo.layers:
+                users.setdefault(g.node, {})[d] = g
+        nodes = {}
+        for node in arch.node_users():
+            us = users[node]
+            first = next(iter(us.values()))
+            nodes[_module_name(node)] = DynamicBottleneck(
+                max(g.in_ch for g in us.values()),
+                max(g.exp_ch for g in us.values()),
+                max(g.out_ch for g in us.values()),
+                (first.kernel,),
+                max(g.se_ch for g in us.values()),
+                first.act,
+                {keys[d]: (g.in_ch, g.exp_ch, g.out_ch) for d, g in us.items()},
+                bn_momentum,
+            )
+        self.nodes = nn.ModuleDict(nodes)
+        self.head = DynamicHead(
+            max(g.head.in_ch for g in geos.values()), space.head_filters, space.head_hidden, space.head_act,
+            tuple(keys.values()), dropout, bn_momentum,
+        )
+        self.classifiers = nn.ModuleDict({keys[d]: nn.Linear(self.head.out_features, n) for d, n in arch.num_classes.items()})
+
+        # Task routing (the TRL baseline): a fixed random channel mask per domain after every block.
+        self.routing = arch.routing_ratio is not None
+        if self.routing:
+            gen = torch.Generator().manual_seed(routing_seed)
+            for d, geo in geos.items():
+                for g in self._block_ends(geo.layers):
+                    keep = max(1, round(arch.routing_ratio * g.out_ch))
+                    mask = torch.zeros(g.out_ch)
+                    mask[torch.randperm(g.out_ch, generator=gen)[:keep]] = 1.0
+                    self.register_buffer(f"route_{keys[d]}_b{g.block}", mask.view(1, -1, 1, 1))
+
+    @staticmethod
+    def _block_ends(layers: tuple[LayerGeometry, ...]) -> list[LayerGeometry]:
+        return [g for i, g in enumerate(layers) if i + 1 == len(layers) or layers[i + 1].block != g.block]
+
+    def forward(self, x: Tensor, domain: str) -> Tensor:
+        geo = self.geometries[domain]
+        key = domain_key(domain)
+        x = self.stem(x, geo.stem, key)
+        layers = geo.layers
+        for i, g in enumerate(layers):
+            x = self.nodes[_module_name(g.node)](x, g, key)
+            if self.routing and (i + 1 == len(layers) or layers[i + 1].block != g.block):
+                x = x * getattr(self, f"route_{key}_b{g.block}")
+        return self.classifiers[key](self.head(x, geo.head, key))
+
+    def extract(self, domain: str) -> PathNet:
+        """A plain network for one domain with copies of its weights: the same outputs in eval mode."""
+        if self.routing:
+            raise ValueError("a task-routing model has no plain single-path form")
+        geo = self.geometries[domain]
+        key = domain_key(domain)
+        m = self.bn_momentum
+        clf = self.classifiers[key]
+        classifier = nn.Linear(clf.in_features, clf.out_features)
+        classifier.load_state_dict(clf.state_dict())
+        return PathNet(
+            geo,
+            self.stem.extract(geo.stem, key, m),
+            nn.Sequential(*(self.nodes[_module_name(g.node)].extract(g, key, m) for g in geo.layers)),
+            self.head.extract(geo.head, key, m),
+            classifier,
+        )

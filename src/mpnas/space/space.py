@@ -1,0 +1,517 @@
+"""The MobileNetV3-like search space and a path through it, as plain JSON-serialisable data.
+
+A `SearchSpace` says what can be chosen; a `Path` says what one domain chose. The decisions follow TuNAS's
+MobileNetV3-like space (REFERENCE.md): per block the output filters; per layer the depthwise kernel, the
+expansion ratio, squeeze-and-excite on or off, and for every layer after the first of a block an independent
+skip. Output filters are one decision per block because the identity skips and residual adds inside a block
+need equal widths (TuNAS does the same).
+
+`geometry()` is the one place that turns a path into channel widths and feature-map sizes; the modules, the
+cost model and the reports all read those numbers from it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from mpnas.errors import MpnasError
+
+ACTIVATIONS = ("relu", "hswish", "swish")
+SKIP = "skip"
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round to the nearest multiple of `divisor`, never more than 10% below (MobileNet's rule)."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What can be chosen.
+
+
+@dataclass(frozen=True)
+class LayerSpace:
+    stride: int
+    act: str
+    kernels: tuple[int, ...]
+    expansions: tuple[float, ...]
+    se: tuple[bool, ...]
+    skippable: bool
+
+
+@dataclass(frozen=True)
+class BlockSpace:
+    filters: tuple[int, ...]  # output filter choices, multiples of 8
+    layers: tuple[LayerSpace, ...]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    resolution: int
+    stem_filters: tuple[int, ...]
+    blocks: tuple[BlockSpace, ...]
+    head_filters: int  # the 1x1 conv after the last block
+    head_hidden: int  # the fully connected layer after pooling; 0 for none
+    stem_kernel: int = 3
+    stem_stride: int = 2
+    stem_act: str = "hswish"
+    head_act: str = "hswish"
+    se_ratio: float = 0.25
+
+    # -- decisions ----------------------------------------------------------------------------------------
+    def decisions(self) -> list[Decision]:
+        """Every choice with more than one option, in path order. Fixed values are not decisions."""
+        out: list[Decision] = []
+        if len(self.stem_filters) > 1:
+            out.append(Decision("stem.filters", self.stem_filters))
+        for b, block in enumerate(self.blocks):
+            if len(block.filters) > 1:
+                out.append(Decision(f"b{b}.filters", block.filters))
+            for l, layer in enumerate(block.layers):
+                cond = (b, l) if layer.skippable else None
+                if layer.skippable:
+                    out.append(Decision(f"b{b}.l{l}.skip", (False, True)))
+                for name, opts in (("kernel", layer.kernels), ("expansion", layer.expansions), ("se", layer.se)):
+                    if len(opts) > 1:
+                        out.append(Decision(f"b{b}.l{l}.{name}", opts, cond))
+        return out
+
+    def path_from_choices(self, choices: dict[str, Any]) -> Path:
+        """Build a path from decision values (keys of `decisions()`); fixed values fill the rest."""
+
+        def pick(key: str, opts: tuple) -> Any:
+            return choices[key] if len(opts) > 1 else opts[0]
+
+        blocks = []
+        for b, block in enumerate(self.blocks):
+            layers: list[LayerChoice | None] = []
+            for l, layer in enumerate(block.layers):
+                if layer.skippable and choices[f"b{b}.l{l}.skip"]:
+                    layers.append(None)
+                    continue
+                layers.append(
+                    LayerChoice(
+                        kernel=pick(f"b{b}.l{l}.kernel", layer.kernels),
+                        expansion=pick(f"b{b}.l{l}.expansion", layer.expansions),
+                        se=pick(f"b{b}.l{l}.se", layer.se),
+                    )
+                )
+            blocks.append(BlockChoice(pick(f"b{b}.filters", block.filters), tuple(layers)))
+        return Path(pick("stem.filters", self.stem_filters), tuple(blocks))
+
+    def choices_of(self, path: Path) -> dict[str, Any]:
+        """The inverse of `path_from_choices`; decisions inside a skipped layer are absent."""
+        out: dict[str, Any] = {}
+        if len(self.stem_filters) > 1:
+            out["stem.filters"] = path.stem_filters
+        for b, (block, bc) in enumerate(zip(self.blocks, path.blocks)):
+            if len(block.filters) > 1:
+                out[f"b{b}.filters"] = bc.filters
+            for l, (layer, lc) in enumerate(zip(block.layers, bc.layers)):
+                if layer.skippable:
+                    out[f"b{b}.l{l}.skip"] = lc is None
+                if lc is None:
+                    continue
+                for name, opts in (("kernel", layer.kernels), ("expansion", layer.expansions), ("se", layer.se)):
+                    if len(opts) > 1:
+                        out[f"b{b}.l{l}.{name}"] = getattr(lc, name)
+        return out
+
+    def num_architectures(self) -> int:
+        total = len(self.stem_filters)
+        for block in self.blocks:
+            total *= len(block.filters)
+            for layer in block.layers:
+                ops = len(layer.kernels) * len(layer.expansions) * len(layer.se)
+                total *= ops + (1 if layer.skippable else 0)
+        return total
+
+    def reference_path(self) -> Path:
+        """The middle option of every decision, no layer skipped: the default cost target T0 is its cost."""
+        choices = {}
+        for d in self.decisions():
+            choices[d.key] = False if d.key.endswith(".skip") else d.options[(len(d.options) - 1) // 2]
+        return self.path_from_choices(choices)
+
+    def random_path(self, rng: random.Random) -> Path:
+        """Every decision drawn uniformly and independently (the MRP baseline, warm-up, tests)."""
+        return self.path_from_choices({d.key: rng.choice(d.options) for d in self.decisions()})
+
+    def largest_path(self) -> Path:
+        choices = {}
+        for d in self.decisions():
+            choices[d.key] = False if d.key.endswith(".skip") else max(d.options)
+        return self.path_from_choices(choices)
+
+    # -- geometry ---------------------------------------------------------------------------------------
+    def geometry(self, path: Path) -> PathGeometry:
+        """Channel widths and feature-map sizes of every module on a path."""
+        res = _conv_out(self.resolution, self.stem_stride)
+        stem = ConvGeometry(3, path.stem_filters, self.stem_kernel, self.stem_stride, self.resolution, res, self.stem_act)
+        layers = []
+        in_ch = path.stem_filters
+        for b, (block, bc) in enumerate(zip(self.blocks, path.blocks)):
+            for l, (layer, lc) in enumerate(zip(block.layers, bc.layers)):
+                if lc is None:
+                    continue
+                exp_ch = make_divisible(in_ch * lc.expansion)
+                out_res = _conv_out(res, layer.stride)
+                layers.append(
+                    LayerGeometry(
+                        block=b,
+                        layer=l,
+                        in_ch=in_ch,
+                        exp_ch=exp_ch,
+                        out_ch=bc.filters,
+                        kernel=lc.kernel,
+                        se_ch=make_divisible(exp_ch * self.se_ratio) if lc.se else 0,
+                        stride=layer.stride,
+                        act=layer.act,
+                        in_res=res,
+                        out_res=out_res,
+                    )
+                )
+                in_ch, res = bc.filters, out_res
+        head = HeadGeometry(in_ch, self.head_filters, self.head_hidden, res, self.head_act)
+        return PathGeometry(stem, tuple(layers), head)
+
+    # -- serialisation ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "resolution": self.resolution,
+            "stem_filters": list(self.stem_filters),
+            "stem_kernel": self.stem_kernel,
+            "stem_stride": self.stem_stride,
+            "stem_act": self.stem_act,
+            "head_filters": self.head_filters,
+            "head_hidden": self.head_hidden,
+            "head_act": self.head_act,
+            "se_ratio": self.se_ratio,
+            "blocks": [
+                {
+                    "filters": list(bl.filters),
+                    "layers": [
+                        {
+                            "stride": la.stride,
+                            "act": la.act,
+                            "kernels": list(la.kernels),
+                            "expansions": list(la.expansions),
+                            "se": list(la.se),
+                            "skippable": la.skippable,
+                        }
+                        for la in bl.layers
+                    ],
+                }
+                for bl in self.blocks
+            ],
+        }
+
+    @staticmethod
+    def from_dict(data: Any, where: str = "space") -> SearchSpace:
+        r = _Reader(data, where)
+        blocks = []
+        for b, bd in enumerate(r.list("blocks")):
+            br = _Reader(bd, f"{where}.blocks[{b}]")
+            layers = []
+            for l, ld in enumerate(br.list("layers")):
+                lr = _Reader(ld, f"{where}.blocks[{b}].layers[{l}]")
+                layers.append(
+                    LayerSpace(
+                        stride=lr.int("stride"),
+                        act=lr.str("act"),
+                        kernels=tuple(lr.ints("kernels")),
+                        expansions=tuple(lr.numbers("expansions")),
+                        se=tuple(lr.bools("se")),
+                        skippable=lr.bool("skippable"),
+                    )
+                )
+            blocks.append(BlockSpace(tuple(br.ints("filters")), tuple(layers)))
+        space = SearchSpace(
+            name=r.str("name"),
+            resolution=r.int("resolution"),
+            stem_filters=tuple(r.ints("stem_filters")),
+            blocks=tuple(blocks),
+            head_filters=r.int("head_filters"),
+            head_hidden=r.int("head_hidden"),
+            stem_kernel=r.int("stem_kernel"),
+            stem_stride=r.int("stem_stride"),
+            stem_act=r.str("stem_act"),
+            head_act=r.str("head_act"),
+            se_ratio=float(r.number("se_ratio")),
+        )
+        space.validate(where)
+        return space
+
+    def validate(self, where: str = "space") -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise MpnasError(f"{where}: {msg}")
+
+        need(self.resolution >= 8, f"resolution {self.resolution} is below 8")
+        need(bool(self.stem_filters) and all(f > 0 for f in self.stem_filters), "stem_filters must be positive")
+        need(self.stem_kernel % 2 == 1, f"stem_kernel {self.stem_kernel} must be odd")
+        need(self.stem_act in ACTIVATIONS and self.head_act in ACTIVATIONS, f"activations must be in {ACTIVATIONS}")
+        need(len(self.blocks) > 0, "no blocks")
+        need(self.head_filters > 0 and self.head_hidden >= 0, "head_filters must be > 0 and head_hidden >= 0")
+        for b, block in enumerate(self.blocks):
+            need(bool(block.filters) and all(f > 0 for f in block.filters), f"block {b}: filters must be positive")
+            need(len(block.layers) > 0, f"block {b}: no layers")
+            need(not block.layers[0].skippable, f"block {b}: its first layer cannot be skippable")
+            for l, layer in enumerate(block.layers):
+                at = f"block {b} layer {l}"
+                need(layer.stride in (1, 2), f"{at}: stride {layer.stride} not in (1, 2)")
+                need(l == 0 or layer.stride == 1, f"{at}: only a block's first layer may have stride 2")
+                need(layer.act in ACTIVATIONS, f"{at}: activation {layer.act!r} not in {ACTIVATIONS}")
+                need(bool(layer.kernels) and all(k % 2 == 1 and k > 0 for k in layer.kernels), f"{at}: kernels must be odd")
+                need(bool(layer.expansions) and all(e >= 1 for e in layer.expansions), f"{at}: expansions must be >= 1")
+                need(bool(layer.se), f"{at}: se needs at least one option")
+                for name, opts in (("kernels", layer.kernels), ("expansions", layer.expansions), ("se", layer.se)):
+                    need(len(set(opts)) == len(opts), f"{at}: duplicate {name}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    key: str
+    options: tuple
+    # The (block, layer) whose skip decision gates this one: when that layer is skipped the decision has no
+    # effect, so a controller leaves it out of the log-probability (hierarchical sampling).
+    gated_by: tuple[int, int] | None = None
+
+    @property
+    def skip_key(self) -> str | None:
+        return None if self.gated_by is None else f"b{self.gated_by[0]}.l{self.gated_by[1]}.skip"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What was chosen.
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    kernel: int
+    expansion: float
+    se: bool
+
+
+@dataclass(frozen=True)
+class BlockChoice:
+    filters: int
+    layers: tuple[LayerChoice | None, ...]  # None: the layer is skipped (identity)
+
+
+@dataclass(frozen=True)
+class Path:
+    stem_filters: int
+    blocks: tuple[BlockChoice, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stem_filters": self.stem_filters,
+            "blocks": [
+                {
+                    "filters": bc.filters,
+                    "layers": [
+                        SKIP if lc is None else {"kernel": lc.kernel, "expansion": lc.expansion, "se": lc.se}
+                        for lc in bc.layers
+                    ],
+                }
+                for bc in self.blocks
+            ],
+        }
+
+    @staticmethod
+    def from_dict(data: Any, space: SearchSpace, where: str = "path") -> Path:
+        """Parse and validate against `space`; every error names the block, layer and field."""
+        r = _Reader(data, where)
+        blocks_data = r.list("blocks")
+        if len(blocks_data) != len(space.blocks):
+            raise MpnasError(f"{where}: {len(blocks_data)} blocks, the space has {len(space.blocks)}")
+        stem = r.int("stem_filters")
+        if stem not in space.stem_filters:
+            raise MpnasError(f"{where}: stem_filters {stem} not in {list(space.stem_filters)}")
+        blocks = []
+        for b, (bd, bs) in enumerate(zip(blocks_data, space.blocks)):
+            at = f"{where} block {b}"
+            br = _Reader(bd, at)
+            filters = br.int("filters")
+            if filters not in bs.filters:
+                raise MpnasError(f"{at}: filters {filters} not in {list(bs.filters)}")
+            layers_data = br.list("layers")
+            if len(layers_data) != len(bs.layers):
+                raise MpnasError(f"{at}: {len(layers_data)} layers, the space has {len(bs.layers)}")
+            layers: list[LayerChoice | None] = []
+            for l, (ld, ls) in enumerate(zip(layers_data, bs.layers)):
+                lat = f"{at} layer {l}"
+                if ld == SKIP:
+                    if not ls.skippable:
+                        raise MpnasError(f"{lat}: cannot be skipped (only layers after a block's first can)")
+                    layers.append(None)
+                    continue
+                lr = _Reader(ld, lat)
+                kernel, expansion, se = lr.int("kernel"), lr.number("expansion"), lr.bool("se")
+                if kernel not in ls.kernels:
+                    raise MpnasError(f"{lat}: kernel {kernel} not in {list(ls.kernels)}")
+                if not any(math.isclose(expansion, e) for e in ls.expansions):
+                    raise MpnasError(f"{lat}: expansion {expansion} not in {list(ls.expansions)}")
+                if se not in ls.se:
+                    raise MpnasError(f"{lat}: se {se} not allowed (options {list(ls.se)})")
+                expansion = next(e for e in ls.expansions if math.isclose(expansion, e))
+                layers.append(LayerChoice(kernel, expansion, se))
+            blocks.append(BlockChoice(filters, tuple(layers)))
+        return Path(stem, tuple(blocks))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Geometry: what a path means in channels and pixels.
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    in_ch: int
+    out_ch: int
+    kernel: int
+    stride: int
+    in_res: int
+    out_res: int
+    act: str
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    block: int
+    layer: int
+    in_ch: int
+    exp_ch: int
+    out_ch: int
+    kernel: int
+    se_ch: int  # 0: no squeeze-and-excite
+    stride: int
+    act: str
+    in_res: int
+    out_res: int
+
+    @property
+    def has_expand(self) -> bool:
+        # As in MobileNetV3: an expansion that leaves the width unchanged has no 1x1 expand conv.
+        return self.exp_ch != self.in_ch
+
+    @property
+    def residual(self) -> bool:
+        return self.stride == 1 and self.in_ch == self.out_ch
+
+    @property
+    def node(self) -> str:
+        return node_id(self.block, self.layer, self.kernel, self.se_ch > 0)
+
+
+@dataclass(frozen=True)
+class HeadGeometry:
+    in_ch: int
+    conv_ch: int
+    hidden: int
+    res: int
+    act: str
+
+
+@dataclass(frozen=True)
+class PathGeometry:
+    stem: ConvGeometry
+    layers: tuple[LayerGeometry, ...]
+    head: HeadGeometry
+
+    def nodes(self) -> list[str]:
+        return [g.node for g in self.layers]
+
+
+def node_id(block: int, layer: int, kernel: int, se: bool) -> str:
+    """A node is one candidate block of one layer: its kernel size and squeeze-and-excite choice.
+
+    Expansion and output filters are widths inside a node (channel prefixes of its weights), so two domains
+    that pick the same kernel and SE at the same layer share the node whatever widths they use.
+    """
+    return f"b{block}.l{layer}.k{kernel}" + (".se" if se else "")
+
+
+def _conv_out(res: int, stride: int) -> int:
+    return (res - 1) // stride + 1  # odd kernels with 'same' padding
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A small reader that turns malformed JSON into errors naming the field.
+
+
+@dataclass
+class _Reader:
+    data: Any
+    where: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, dict):
+            raise MpnasError(f"{self.where}: expected an object, got {type(self.data).__name__}")
+
+    def _get(self, key: str) -> Any:
+        if key not in self.data:
+            raise MpnasError(f"{self.where}: missing field {key!r}")
+        return self.data[key]
+
+    def int(self, key: str) -> int:
+        v = self._get(key)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise MpnasError(f"{self.where}: field {key!r} must be an integer, got {v!r}")
+        return v
+
+    def number(self, key: str) -> float:
+        v = self._get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise MpnasError(f"{self.where}: field {key!r} must be a number, got {v!r}")
+        return v
+
+    def bool(self, key: str) -> bool:
+        v = self._get(key)
+        if not isinstance(v, bool):
+            raise MpnasError(f"{self.where}: field {key!r} must be true or false, got {v!r}")
+        return v
+
+    def str(self, key: str) -> str:
+        v = self._get(key)
+        if not isinstance(v, str):
+            raise MpnasError(f"{self.where}: field {key!r} must be a string, got {v!r}")
+        return v
+
+    def list(self, key: str) -> list:
+        v = self._get(key)
+        if not isinstance(v, list):
+            raise MpnasError(f"{self.where}: field {key!r} must be a list, got {type(v).__name__}")
+        return v
+
+    def ints(self, key: str) -> list[int]:
+        v = self.list(key)
+        if not v or any(isinstance(x, bool) or not isinstance(x, int) for x in v):
+            raise MpnasError(f"{self.where}: field {key!r} must be a non-empty list of integers")
+        return v
+
+    def numbers(self, key: str) -> list[float]:
+        v = self.list(key)
+        if not v or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
+            raise MpnasError(f"{self.where}: field {key!r} must be a non-empty list of numbers")
+        return v
+
+    def bools(self, key: str) -> list[bool]:
+        v = self.list(key)
+        if not v or any(not isinstance(x, bool) for x in v):
+            raise MpnasError(f"{self.where}: field {key!r} must be a non-empty list of true/false")
+        return v
+
+
+def iter_layers(space: SearchSpace) -> Iterator[tuple[int, int, LayerSpace]]:
+    for b, block in enumerate(space.blocks):
+        for l, layer in enumerate(block.layers):
+            yield b, l, layer

@@ -1,0 +1,223 @@
+import random
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mpnas.nn.blocks import PathNet
+from mpnas.nn.dynamic import DynamicBatchNorm2d
+from mpnas.nn.merged import MultiPathModel
+from mpnas.nn.supernet import Supernet
+from mpnas.space.arch import Architecture
+from mpnas.space.cost import architecture_cost, path_cost
+from mpnas.space.presets import get_space
+
+torch.set_num_threads(1)
+
+
+def n_params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def macs_by_flop_counter(fn) -> int:
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return fc.get_total_flops() // 2
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("default", resolution=32)
+
+
+@pytest.fixture(scope="module")
+def trained_supernet(space):
+    """A supernet after a few SGD steps on random paths, so that weights and running statistics are not at init."""
+    torch.manual_seed(0)
+    net = Supernet(space, {"a": 7, "b": 3})
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    rng = random.Random(0)
+    for step in range(6):
+        x = torch.randn(8, 3, 32, 32)
+        loss = net(x, space.random_path(rng), "a" if step % 2 else "b").logsumexp(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net
+
+
+@pytest.mark.parametrize(
+    "preset, params, macs",
+    [("mobilenet_v3_large", 5_483_032, 216_589_760), ("mobilenet_v3_small", 2_542_856, 56_510_400)],
+)
+def test_published_models(preset, params, macs):
+    space = get_space(preset, resolution=224)
+    path = space.reference_path()
+    net = PathNet.build(space.geometry(path), 1000).eval()
+    assert n_params(net) == params  # torchvision's counts
+    cost = path_cost(space, path, 1000)
+    assert cost.params == params
+    assert cost.macs == macs_by_flop_counter(lambda: net(torch.randn(1, 3, 224, 224))) == macs
+
+
+def test_extracted_path_equals_supernet(space, trained_supernet):
+    net = trained_supernet.eval()
+    rng = random.Random(3)
+    x = torch.randn(4, 3, 32, 32)
+    for _ in range(6):
+        path = space.random_path(rng)
+        for domain in ("a", "b"):
+            standalone = net.extract(path, domain).eval()
+            with torch.no_grad():
+                assert torch.allclose(net(x, path, domain), standalone(x), atol=1e-5, rtol=0)
+            assert n_params(standalone) == path_cost(space, path, standalone.classifier.out_features).params
+    net.train()
+
+
+def test_extraction_is_a_copy(space, trained_supernet):
+    path = space.reference_path()
+    standalone = trained_supernet.extract(path, "a")
+    with torch.no_grad():
+        for p in standalone.parameters():
+            p.add_(1.0)
+    again = trained_supernet.extract(path, "a")
+    assert not torch.equal(next(standalone.parameters()), next(again.parameters()))
+
+
+def test_only_chosen_candidates_run_and_get_gradients(space):
+    torch.manual_seed(0)
+    net = Supernet(space, {"a": 5})
+    path = space.reference_path()  # kernel 5, no SE in every layer
+    called = set()
+    for name, module in net.named_modules():
+        if name.endswith((".k3", ".k7", ".se")) and "dw_bn" not in name:
+            module.register_forward_hook(lambda m, i, o, name=name: called.add(name))
+    net(torch.randn(2, 3, 32, 32), path).sum().backward()
+    assert called == set()
+    grads = {name: p.grad for name, p in net.named_parameters()}
+    for name, g in grads.items():
+        unchosen = (".k3." in name or ".k7." in name or ".se." in name)
+        if unchosen:
+            assert g is None, name
+    assert all(grads[f"layers.b{b}_l0.dw.k5.weight"] is not None for b in range(len(space.blocks)))
+
+
+def test_narrow_path_leaves_wide_weights_untouched(space):
+    torch.manual_seed(0)
+    net = Supernet(space, {"a": 5})
+    rng = random.Random(0)
+    choices = space.choices_of(space.random_path(rng))
+    choices["b4.filters"] = 64  # narrowest of (64, 96, 128)
+    net(torch.randn(2, 3, 32, 32), space.path_from_choices(choices)).sum().backward()
+    grad = net.layers["b4_l0"].project.weight.grad
+    assert grad[64:].abs().sum() == 0 and grad[:64].abs().sum() > 0
+
+
+def test_sliced_batch_norm_updates_its_prefix_in_place():
+    bn = DynamicBatchNorm2d(8, momentum=0.5).train()
+    bn(torch.randn(16, 3, 4, 4) + 5.0)
+    assert (bn.running_mean[:3] > 2.0).all()
+    assert torch.equal(bn.running_mean[3:], torch.zeros(5))
+
+
+def test_cost_model_matches_flop_counter_on_paths(space):
+    rng = random.Random(7)
+    for _ in range(5):
+        path = space.random_path(rng)
+        net = PathNet.build(space.geometry(path), 11).eval()
+        cost = path_cost(space, path, 11)
+        assert cost.params == n_params(net)
+        assert cost.macs == macs_by_flop_counter(lambda: net(torch.randn(1, 3, 32, 32)))
+
+
+def make_arch(space, seed=0, same=False):
+    rng = random.Random(seed)
+    shared = space.random_path(rng)
+    paths = {d: (shared if same else space.random_path(rng)) for d in ("a", "b", "c")}
+    # force one node to be shared by a and b with different widths inside it
+    ca, cb = space.choices_of(paths["a"]), space.choices_of(paths["b"])
+    for key in ("b2.l0.kernel", "b2.l0.se"):
+        cb[key] = ca[key]
+    ca["b2.filters"], cb["b2.filters"] = 24, 48
+    paths["a"], paths["b"] = space.path_from_choices(ca), space.path_from_choices(cb)
+    return Architecture(space, paths, {"a": 10, "b": 4, "c": 2})
+
+
+def params_touched(model, domain):
+    model.zero_grad(set_to_none=True)
+    model(torch.randn(2, 3, 32, 32), domain).sum().backward()
+    ids = {id(p) for p in model.parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return ids
+
+
+def test_merged_model_shares_nodes_and_matches_extraction(space):
+    torch.manual_seed(0)
+    arch = make_arch(space)
+    model = MultiPathModel(arch)
+    users = arch.node_users()
+    assert set(model.nodes.keys()) == {n.replace(".", "_") for n in users}  # unused nodes absent
+    assert any(len(u) > 1 for u in users.values())
+    touched = {d: params_touched(model, d) for d in arch.domains}
+    for node, doms in users.items():
+        mod = model.nodes[node.replace(".", "_")]
+        # every user's forward pass reaches the very same Parameter objects of the node's convolutions
+        for d in doms:
+            assert id(mod.project.weight) in touched[d] and id(next(iter(mod.dw.values())).weight) in touched[d]
+        for d in set(arch.domains) - set(doms):
+            assert id(mod.project.weight) not in touched[d]
+    # a few training steps so running statistics differ per domain
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for step in range(6):
+        d = arch.domains[step % 3]
+        loss = model(torch.randn(6, 3, 32, 32) * (1 + step), d).logsumexp(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    x = torch.randn(3, 3, 32, 32)
+    for d in arch.domains:
+        with torch.no_grad():
+            assert torch.allclose(model(x, d), model.extract(d).eval()(x), atol=1e-5, rtol=0)
+
+
+def test_shared_node_gradient_flows_from_both_users(space):
+    arch = make_arch(space)
+    model = MultiPathModel(arch)
+    node = next(n for n, u in arch.node_users().items() if set(u) >= {"a", "b"} and n.startswith("b2.l0"))
+    w = model.nodes[node.replace(".", "_")].project.weight
+    model(torch.randn(2, 3, 32, 32), "a").sum().backward()
+    ga = w.grad.clone()
+    model(torch.randn(2, 3, 32, 32), "b").sum().backward()
+    assert ga[24:].abs().sum() == 0  # domain a uses 24 of the node's 48 filters
+    assert w.grad[24:].abs().sum() > 0  # domain b reaches the rest of the same tensor
+
+
+def test_merged_cost_matches_module_and_flop_counter(space):
+    for seed, same in ((0, False), (1, False), (2, True)):
+        arch = make_arch(space, seed, same)
+        model = MultiPathModel(arch).eval()
+        cost = architecture_cost(arch)
+        assert cost.params == n_params(model)
+
+        def run_all():
+            for d in arch.domains:
+                model(torch.randn(1, 3, 32, 32), d)
+
+        assert cost.macs == macs_by_flop_counter(run_all)
+        paths_sum = sum(path_cost(space, arch.paths[d], arch.num_classes[d]).params for d in arch.domains)
+        assert cost.params < paths_sum  # stem, head and shared nodes are counted once
+
+
+def test_task_routing_masks_are_fixed_with_the_ratio(space):
+    arch = make_arch(space)
+    arch.routing_ratio = 0.75
+    model = MultiPathModel(arch, routing_seed=5)
+    masks = {n: b for n, b in model.named_buffers() if n.startswith("route_")}
+    assert masks
+    for name, m in masks.items():
+        assert m.sum().item() == round(0.75 * m.numel())
+    again = MultiPathModel(arch, routing_seed=5)
+    assert all(torch.equal(b, dict(again.named_buffers())[n]) for n, b in masks.items())
+    same_width = [(n, n.replace("d_a", "d_c")) for n in masks if "d_a" in n and masks[n].shape == masks.get(n.replace("d_a", "d_c"), torch.empty(0)).shape]
+    assert any(not torch.equal(masks[x], masks[y]) for x, y in same_width)  # each domain draws its own mask
