@@ -52,11 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_data_list(args: argparse.Namespace) -> int:
-    raise NotImplementedError  # filled in by the data layer
+    from mpnas.data.commands import data_list
+
+    return data_list(args)
 
 
 def _cmd_data_preview(args: argparse.Namespace) -> int:
-    raise NotImplementedError  # filled in by the data layer
+    from mpnas.data.commands import data_preview
+
+    return data_preview(args)
 
 
 def _cmd_space_show(args: argparse.Namespace) -> int:
