@@ -7,6 +7,7 @@ its numbers, never a different code path. The resolved config is written into ev
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import yaml
 from mpnas.errors import MpnasError
 
 T = TypeVar("T")
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 @dataclass
@@ -62,7 +64,8 @@ class OptimConfig:
 
 @dataclass
 class SearchConfig:
-    steps: int = 400
+    steps: int | None = 400
+    epochs: float | None = None  # instead of steps: epochs of the largest domain's training split
     batch_size: int = 32  # per domain
     val_batch_size: int | None = None  # None: 4 x batch_size, as TuNAS
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.02))
@@ -81,7 +84,9 @@ class SearchConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
+    steps: int | None = 1000
+    epochs: float | None = None  # instead of steps: epochs of the largest domain's training split
+    log_every: int = 20
     batch_size: int = 32  # per domain
     optim: OptimConfig = field(default_factory=OptimConfig)
     label_smoothing: float = 0.1
@@ -164,6 +169,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT.match(value.strip()):  # YAML 1.1 reads "1e-8" as a string
+            return float(value)
         raise MpnasError(f"config {where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -211,3 +218,79 @@ def load_yaml(path: str | Path, cls: type[T] = RunConfig) -> T:  # type: ignore[
 
 def dump_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Budgets: named presets of the numbers above. Figures measured on 2 CPU cores are in benchmarks/RESULTS.md.
+
+BUDGETS = ("quick", "default", "paper")
+
+
+def budget_config(name: str) -> RunConfig:
+    """`quick`: a smoke run (<= 2 min on 2 CPU cores); `default`: results worth reading (<= 15 min);
+    `paper`: the paper's settings (seed 002 §5), meant for GPUs."""
+    if name == "quick":
+        return RunConfig(
+            budget="quick",
+            space=SpaceConfig(preset="default", layers_per_block=2),
+            search=SearchConfig(steps=60, batch_size=16, val_batch_size=32, log_every=5),
+            train=TrainConfig(steps=150, batch_size=32, eval_every=75, log_every=10),
+        )
+    if name == "default":
+        return RunConfig(
+            budget="default",
+            search=SearchConfig(steps=500, batch_size=32, val_batch_size=64, log_every=10),
+            train=TrainConfig(steps=1500, batch_size=32, eval_every=250, log_every=20),
+        )
+    if name == "paper":
+        # Search: 90 epochs of the largest domain, batch 1024 per domain, RMSProp from 8e-3 with cosine decay,
+        # controllers (Adam, 0.165) from 1/8 of the steps, T0 and beta as in the paper. Training: 360 epochs,
+        # batch 416 per domain, RMSProp from 0.0325. Resolution 72 px (the paper's Visual Decathlon setting).
+        return RunConfig(
+            budget="paper",
+            data=DataConfig(resolution=72),
+            space=SpaceConfig(preset="paper"),
+            search=SearchConfig(
+                steps=None, epochs=90, batch_size=1024, val_batch_size=None,
+                optim=OptimConfig(lr=8e-3), controller_lr=0.165, beta=-0.07, log_every=50,
+            ),
+            train=TrainConfig(
+                steps=None, epochs=360, batch_size=416, optim=OptimConfig(lr=0.0325), eval_every=2000, log_every=50,
+            ),
+        )
+    raise MpnasError(f"budget {name!r} unknown; choose one of {', '.join(BUDGETS)}")
+
+
+def merge_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "weights" else v
+    return out
+
+
+def resolve_config(
+    budget: str = "default", config_file: str | Path | None = None, overrides: list[str] | None = None, **flags: Any
+) -> RunConfig:
+    """Budget preset, then a YAML file (any subset of fields), then CLI flags, then KEY=VALUE overrides."""
+    data = to_dict(budget_config(budget))
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise MpnasError(f"config file {path}: not found")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise MpnasError(f"config file {path}: invalid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise MpnasError(f"config file {path}: expected a mapping at the top level")
+        data = merge_dicts(data, loaded)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = value
+    cfg = from_dict(RunConfig, data)
+    return apply_overrides(cfg, overrides or [])

@@ -1,0 +1,180 @@
+"""The stages of a run and the run directory they share.
+
+    DIR/config.yaml          the resolved configuration (written by the first stage, read by the others)
+    DIR/architecture.json    search: each domain's path and which domains use each node
+    DIR/search_state.pt      search: the final search state (supernet, controllers, optimisers, data position)
+    DIR/model.safetensors    train: the best weights of the merged model, architecture in the metadata
+    DIR/train_state.pt       train: the final training state
+    DIR/metrics.jsonl        every stage: one JSON row per logged event
+    DIR/stages.json          which stages finished and their wall times
+    DIR/results.json         evaluate: per-domain top-1, parameters, MACs, Jaccard, decathlon score
+    DIR/report.md, figures/  report
+
+Each stage can run alone (`mpnas search`, `mpnas train`, ...) on the directory the previous one wrote.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mpnas.config import RunConfig, dump_yaml, load_yaml
+from mpnas.data import DomainSet, load_domains_from_config
+from mpnas.errors import MpnasError
+from mpnas.io import atomic_write_text, read_json, write_json
+from mpnas.space.arch import Architecture
+from mpnas.space.cost import architecture_cost, domain_costs
+from mpnas.space.presets import get_space
+from mpnas.space.space import SearchSpace
+
+CONFIG, ARCH, WEIGHTS, RESULTS, STAGES = "config.yaml", "architecture.json", "model.safetensors", "results.json", "stages.json"
+
+
+def build_space(cfg: RunConfig) -> SearchSpace:
+    return get_space(cfg.space.preset, cfg.data.resolution, cfg.space.width_mult, cfg.space.layers_per_block)
+
+
+def load_data(cfg: RunConfig, progress: bool = True) -> DomainSet:
+    return load_domains_from_config(cfg.data, progress=progress)
+
+
+def apply_threads(cfg: RunConfig) -> None:
+    if cfg.threads is not None:
+        if cfg.threads < 1:
+            raise MpnasError(f"config threads must be >= 1, got {cfg.threads}")
+        torch.set_num_threads(cfg.threads)
+
+
+def write_config(run_dir: Path, cfg: RunConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / CONFIG, dump_yaml(cfg))
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    if not (run_dir / CONFIG).is_file():
+        raise MpnasError(f"run directory {run_dir}: no {CONFIG} (is this a directory written by `mpnas search` or `mpnas run`?)")
+    return load_yaml(run_dir / CONFIG)
+
+
+def read_architecture(run_dir: Path) -> Architecture:
+    if not (run_dir / ARCH).is_file():
+        raise MpnasError(f"run directory {run_dir}: no {ARCH}; run `mpnas search --out {run_dir}` first")
+    return Architecture.load(run_dir / ARCH)
+
+
+def mark_stage(run_dir: Path, stage: str, seconds: float, **info: Any) -> None:
+    stages = read_json(run_dir / STAGES, "stages file") if (run_dir / STAGES).is_file() else {}
+    stages[stage] = {"finished": True, "wall_time_s": round(seconds, 2), **info}
+    write_json(run_dir / STAGES, stages)
+
+
+def stage_times(run_dir: Path) -> dict[str, float]:
+    if not (run_dir / STAGES).is_file():
+        return {}
+    return {k: v.get("wall_time_s", 0.0) for k, v in read_json(run_dir / STAGES, "stages file").items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True) -> Architecture:
+    from mpnas.search.loop import run_search
+    from mpnas.train.optim import save_checkpoint
+
+    t0 = time.perf_counter()
+    apply_threads(cfg)
+    write_config(run_dir, cfg)
+    domains = domains or load_data(cfg, progress)
+    arch, state = run_search(cfg, domains, build_space(cfg), run_dir, progress=progress)
+    arch.meta["method"] = "mpnas"
+    arch.save(run_dir / ARCH)
+    save_checkpoint(run_dir / "search_state.pt", state.state_dict())
+    mark_stage(run_dir, "search", time.perf_counter() - t0)
+    return arch
+
+
+def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
+                arch: Architecture | None = None):
+    from mpnas.train.optim import save_checkpoint
+    from mpnas.train.trainer import train_architecture
+
+    t0 = time.perf_counter()
+    apply_threads(cfg)
+    arch = arch or read_architecture(run_dir)
+    domains = domains or load_data(cfg, progress)
+    model, state = train_architecture(cfg, domains, arch, run_dir / WEIGHTS, progress=progress)
+    save_checkpoint(run_dir / "train_state.pt", state.state_dict())
+    mark_stage(run_dir, "train", time.perf_counter() - t0, best_step=state.best_step, best_val_mean_top1=state.best_score)
+    return model
+
+
+def stage_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, model=None,
+                   method: str | None = None) -> dict[str, Any]:
+    from mpnas.nn.merged import MultiPathModel
+    from mpnas.train.optim import resolve_device
+    from mpnas.train.trainer import evaluate, load_weights
+
+    t0 = time.perf_counter()
+    apply_threads(cfg)
+    arch = read_architecture(run_dir)
+    domains = domains or load_data(cfg, progress=False)
+    if model is None:
+        model = MultiPathModel(arch, dropout=cfg.train.dropout)
+        load_weights(model, run_dir / WEIGHTS)
+        model.to(resolve_device(cfg.device))
+    top1 = evaluate(model, domains, None, cfg.train.eval_batch_size)
+    results = results_dict(method or arch.meta.get("method", "mpnas"), cfg, arch, domains, top1)
+    mark_stage(run_dir, "evaluate", time.perf_counter() - t0)
+    results["wall_time_s"] = stage_times(run_dir)
+    write_json(run_dir / RESULTS, results)
+    return results
+
+
+def results_dict(method: str, cfg: RunConfig, arch: Architecture, domains: DomainSet, top1: dict[str, float]) -> dict[str, Any]:
+    from mpnas.analysis.metrics import decathlon_score
+
+    costs = domain_costs(arch)
+    total = architecture_cost(arch)
+    return {
+        "method": method,
+        "data": cfg.data.spec,
+        "budget": cfg.budget,
+        "seed": cfg.seed,
+        "domains": {
+            d.name: {
+                "top1": round(top1[d.name], 3),
+                "params": costs[d.name].params,
+                "macs": costs[d.name].macs,
+                "num_classes": d.num_classes,
+                "eval_split": d.eval_split(),
+            }
+            for d in domains
+        },
+        "mean_top1": round(sum(top1.values()) / len(top1), 3),
+        "params_total": total.params,
+        "macs_total": total.macs,
+        "jaccard": arch.jaccard(),
+        "shared_nodes": arch.shared_nodes(),
+        "num_nodes": len(arch.node_users()),
+        "decathlon_score": decathlon_score(top1) if cfg.data.spec.startswith("decathlon:") else None,
+    }
+
+
+def stage_report(run_dir: Path) -> Path:
+    from mpnas.analysis.report import write_report
+
+    return write_report(run_dir)
+
+
+def run_all(cfg: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    apply_threads(cfg)
+    write_config(run_dir, cfg)
+    domains = load_data(cfg, progress)
+    stage_search(cfg, run_dir, domains, progress)
+    model = stage_train(cfg, run_dir, domains, progress)
+    results = stage_evaluate(cfg, run_dir, domains, model)
+    stage_report(run_dir)
+    return results

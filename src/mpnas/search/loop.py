@@ -1,0 +1,291 @@
+"""Multi-path search (seed 002, Algorithm 1): N domains, N controllers, one weight-sharing supernet.
+
+Every step, each controller samples a path for its domain; the path's reward is its top-1 on a validation
+batch of that domain (taken before the weight update, as in Algorithm 1) traded against its cost; the supernet
+takes one optimiser step on the domains' training losses combined by the loss component (ABDP by default);
+then, once RL has started, each controller takes one REINFORCE step on its reward.
+
+Controllers are organised in groups: MPNAS gives every domain its own controller; MDSP-NAS (a baseline) has
+one controller shared by all domains whose reward is their mean accuracy; SD-NAS and SP-MN run this loop on
+one domain. That is one code path for all of them.
+
+Before RL starts (the first `rl_start` fraction of steps, 1/8 in the paper) the controllers sample uniformly
+and two warm-ups from TuNAS train the shared weights evenly: with a probability that decays from 1 to 0,
+a sample uses the largest filters (filter warm-up) and keeps every layer (op warm-up: no skips).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mpnas.config import RunConfig
+from mpnas.data import DomainSet, MultiDomainLoader
+from mpnas.errors import MpnasError
+from mpnas.io import append_jsonl
+from mpnas.nn.supernet import Supernet
+from mpnas.search.controller import Controller, reinforce_step
+from mpnas.search.rewards import DEFAULT_BETA, REWARDS, reward
+from mpnas.space.arch import Architecture
+from mpnas.space.cost import geometry_cost
+from mpnas.space.latency import LatencyTable
+from mpnas.space.space import PathGeometry, SearchSpace
+from mpnas.train.losses import LossCombiner
+from mpnas.train.optim import make_optimizer, make_scheduler, resolve_device
+
+
+@dataclass
+class SearchState:
+    """Everything a search needs to continue where it stopped: weights, optimisers, controllers, baselines,
+    loss state, random generators and data positions (a checkpoint is `state_dict()`)."""
+
+    supernet: Supernet
+    combiner: LossCombiner
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    controllers: dict[str, Controller]
+    controller_optimizers: dict[str, torch.optim.Optimizer]
+    baselines: dict[str, float | None]
+    train_loader: MultiDomainLoader
+    val_loader: MultiDomainLoader
+    generator: torch.Generator
+    step: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "supernet": self.supernet.state_dict(),
+            "combiner": self.combiner.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "controllers": {g: c.state_dict() for g, c in self.controllers.items()},
+            "controller_optimizers": {g: o.state_dict() for g, o in self.controller_optimizers.items()},
+            "baselines": dict(self.baselines),
+            "train_loader": self.train_loader.state_dict(),
+            "val_loader": self.val_loader.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.supernet.load_state_dict(state["supernet"])
+        self.combiner.load_state_dict(state["combiner"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for g, c in self.controllers.items():
+            c.load_state_dict(state["controllers"][g])
+            self.controller_optimizers[g].load_state_dict(state["controller_optimizers"][g])
+        self.baselines = dict(state["baselines"])
+        self.train_loader.load_state_dict(state["train_loader"])
+        self.val_loader.load_state_dict(state["val_loader"])
+        self.generator.set_state(state["generator"])
+
+
+class CostModel:
+    """T for the reward: latency from a measured table when one is given, else MACs."""
+
+    def __init__(self, space: SearchSpace, num_classes: dict[str, int], table_path: str | None) -> None:
+        self.table = LatencyTable.load(table_path) if table_path else None
+        if self.table is not None:
+            self.table.check(space)
+        self.num_classes = num_classes
+        self.unit = "ms" if self.table else "MACs"
+
+    def __call__(self, domain: str, geo: PathGeometry) -> float:
+        if self.table is not None:
+            return self.table.geometry_latency(geo)
+        return float(geometry_cost(geo, self.num_classes[domain]).macs)
+
+
+def steps_for(steps: int | None, epochs: float | None, domains: DomainSet, batch_size: int, what: str) -> int:
+    """Steps are given directly, or as epochs of the largest domain's training split (the paper's unit)."""
+    if epochs is not None:
+        largest = max(len(d.splits["train"].images) for d in domains)
+        steps = int(round(epochs * largest / batch_size))
+    if steps is None or steps < 1:
+        raise MpnasError(f"config {what}: needs steps >= 1 (or epochs > 0)")
+    return steps
+
+
+def top1_fraction(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def run_search(
+    cfg: RunConfig,
+    domains: DomainSet,
+    space: SearchSpace,
+    run_dir: FsPath,
+    groups: dict[str, list[str]] | None = None,
+    progress: bool = True,
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[Architecture, SearchState]:
+    """Search; return the derived architecture (each domain's most likely path) and the final state.
+
+    `groups` maps a controller name to the domains it chooses for; default: one controller per domain.
+    """
+    sc = cfg.search
+    names = domains.names()
+    groups = groups or {d: [d] for d in names}
+    if sc.reward not in REWARDS:
+        raise MpnasError(f"config search.reward: {sc.reward!r} is not one of {', '.join(REWARDS)}")
+    if not 0 <= sc.rl_start < 1:
+        raise MpnasError(f"config search.rl_start must be in [0, 1), got {sc.rl_start}")
+    beta = DEFAULT_BETA[sc.reward] if sc.beta is None else sc.beta
+    device = resolve_device(cfg.device)
+    steps = steps_for(sc.steps, sc.epochs, domains, sc.batch_size, "search")
+    num_classes = {d.name: d.num_classes for d in domains}
+    cost_model = CostModel(space, num_classes, sc.latency_table)
+    targets = _targets(sc.t0, space, names, cost_model)
+    log = log or (lambda row: append_jsonl(run_dir / "metrics.jsonl", row))
+
+    torch.manual_seed(cfg.seed)
+    supernet = Supernet(space, num_classes, dropout=0.0).to(device)
+    combiner = LossCombiner(cfg.loss, names).to(device)
+    optimizer = make_optimizer(sc.optim, list(supernet.parameters()) + list(combiner.parameters()))
+    controllers = {g: Controller(space).to(device) for g in groups}
+    state = SearchState(
+        supernet=supernet,
+        combiner=combiner,
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, steps, sc.optim.warmup_frac),
+        controllers=controllers,
+        controller_optimizers={
+            g: torch.optim.Adam(c.parameters(), lr=sc.controller_lr, betas=(0.0, 0.999)) for g, c in controllers.items()
+        },
+        baselines={g: None for g in groups},
+        train_loader=MultiDomainLoader(domains, sc.batch_size, split="train", seed=cfg.seed, device=device),
+        val_loader=MultiDomainLoader(
+            domains, sc.val_batch_size or 4 * sc.batch_size, split="val", seed=cfg.seed + 1, augment=False, device=device
+        ),
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    warm_rng = random.Random(cfg.seed)
+    rl_first = int(round(sc.rl_start * steps))
+    filter_keys = [d.key for d in state.controllers[next(iter(groups))].decisions if d.key.endswith("filters")]
+    skip_keys = [d.key for d in state.controllers[next(iter(groups))].decisions if d.key.endswith(".skip")]
+    largest = {d.key: max(d.options) for d in space.decisions() if d.key.endswith("filters")}
+
+    bar = _progress(steps, "search", progress)
+    start = time.perf_counter()
+    for step in range(state.step, steps):
+        frac = step / steps
+        rl_active = step >= rl_first
+        warm_p = 0.0 if rl_active or rl_first == 0 else 1.0 - step / rl_first
+        for g in state.controller_optimizers.values():  # TuNAS raises the RL rate towards the end
+            for pg in g.param_groups:
+                pg["lr"] = sc.controller_lr * (1 + (sc.controller_lr_end_mult - 1) * frac)
+        train_batch, val_batch = state.train_loader.next(), state.val_loader.next()
+
+        losses, results = [], {}
+        for g, members in groups.items():
+            choices = state.controllers[g].sample(state.generator)
+            if sc.filter_warmup and warm_rng.random() < warm_p:
+                choices.update({k: largest[k] for k in filter_keys})
+            if sc.op_warmup and warm_rng.random() < warm_p:
+                choices.update({k: False for k in skip_keys})
+            geo = space.geometry(space.path_from_choices(choices))
+            qualities, costs = [], []
+            for d in members:
+                xv, yv = val_batch[d]
+                with torch.no_grad():  # training-mode batch norm: batch statistics, as TuNAS
+                    qualities.append(top1_fraction(supernet.forward_geometry(xv, geo, d), yv))
+                x, y = train_batch[d]
+                losses.append(F.cross_entropy(supernet.forward_geometry(x, geo, d), y))
+                costs.append(cost_model(d, geo) / targets[d])
+            q = sum(qualities) / len(qualities)
+            rel_cost = sum(costs) / len(costs)
+            results[g] = {"choices": choices, "quality": q, "reward": reward(sc.reward, q, rel_cost, 1.0, beta),
+                          "cost": rel_cost, "qualities": dict(zip(members, qualities))}
+
+        loss_vec = torch.stack(losses)
+        _check_finite(loss_vec, [d for m in groups.values() for d in m], step, "search")
+        joint = combiner(loss_vec, frac)
+        optimizer.zero_grad(set_to_none=True)
+        joint.backward()
+        if sc.optim.grad_clip:
+            nn.utils.clip_grad_norm_(supernet.parameters(), sc.optim.grad_clip)
+        optimizer.step()
+        state.scheduler.step()
+
+        for g, r in results.items():
+            state.baselines[g] = reinforce_step(
+                state.controllers[g], state.controller_optimizers[g], r["choices"], r["reward"], state.baselines[g],
+                sc.baseline_momentum, learn=rl_active,
+            )
+        state.step = step + 1
+
+        if step % sc.log_every == 0 or step == steps - 1:
+            per_domain_loss = dict(zip([d for m in groups.values() for d in m], loss_vec.tolist()))
+            for g, members in groups.items():
+                c = state.controllers[g]
+                exp_cost = _expected_cost(c, space, members, cost_model, targets, step)
+                for d in members:
+                    log({"stage": "search", "step": step, "domain": d, "controller": g,
+                         "loss": per_domain_loss[d], "quality": results[g]["qualities"][d],
+                         "cost": results[g]["cost"], "reward": results[g]["reward"],
+                         "baseline": state.baselines[g], "entropy": float(c.entropy()),
+                         "expected_cost": exp_cost, "rl_active": rl_active, "lr": state.scheduler.get_last_lr()[0]})
+                    log({"stage": "search_probs", "step": step, "domain": d, "probs": c.probabilities()})
+            mean_r = sum(r["reward"] for r in results.values()) / len(results)
+            bar.set_postfix(reward=f"{mean_r:.3f}", loss=f"{loss_vec.mean().item():.3f}", rl="on" if rl_active else "warm")
+        bar.update(1)
+    bar.close()
+
+    paths = {}
+    for g, members in groups.items():
+        path = state.controllers[g].most_likely_path()
+        paths.update({d: path for d in members})
+    arch = Architecture(
+        space,
+        {d: paths[d] for d in names},
+        num_classes,
+        meta={"search_steps": steps, "seed": cfg.seed, "reward": sc.reward, "beta": beta, "cost_unit": cost_model.unit,
+              "targets": targets, "groups": groups, "wall_time_s": round(time.perf_counter() - start, 2)},
+    )
+    return arch, state
+
+
+def _targets(t0: float | dict[str, float] | None, space: SearchSpace, names: list[str], cost: CostModel) -> dict[str, float]:
+    """T0 per domain: the config's value, else the cost of the space's reference path (middle options)."""
+    ref = space.geometry(space.reference_path())
+    out = {}
+    for d in names:
+        given = t0.get(d) if isinstance(t0, dict) else t0
+        if given is not None and given <= 0:
+            raise MpnasError(f"config search.t0 for domain {d}: must be positive, got {given}")
+        out[d] = float(given) if given is not None else cost(d, ref)
+    return out
+
+
+def _expected_cost(c: Controller, space: SearchSpace, members: list[str], cost: CostModel, targets: dict[str, float],
+                   step: int, samples: int = 16) -> float:
+    """Monte Carlo estimate of E[T / T0] under the controller's current distribution."""
+    gen = torch.Generator().manual_seed(step)
+    total = 0.0
+    for _ in range(samples):
+        geo = space.geometry(space.path_from_choices(c.sample(gen)))
+        total += sum(cost(d, geo) / targets[d] for d in members) / len(members)
+    return total / samples
+
+
+def _check_finite(losses: torch.Tensor, names: list[str], step: int, stage: str) -> None:
+    bad = [n for n, v in zip(names, losses.detach().tolist()) if v != v or v in (float("inf"), float("-inf"))]
+    if bad:
+        raise MpnasError(
+            f"{stage}: loss of domain(s) {', '.join(bad)} is not finite at step {step}; lower the learning rate "
+            f"(config {stage}.optim.lr) or check that domain's labels"
+        )
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True, leave=True)

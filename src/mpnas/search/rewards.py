@@ -1,0 +1,28 @@
+"""Rewards that trade a sampled path's quality Q against its cost T (TuNAS; seed 002, Eq. 1).
+
+    mnas       Q * (T / T0)^beta                 (MnasNet's soft reward; the paper's, beta = -0.07)
+    mnas_hard  Q * min((T / T0)^beta, 1)          (no bonus for being cheaper than the target)
+    abs        Q + beta * |T / T0 - 1|            (TuNAS's absolute reward, beta = -0.10)
+
+Q is top-1 on a validation batch (0..1), T the path's cost (latency from a table, or MACs), T0 the target.
+"""
+
+from __future__ import annotations
+
+from mpnas.errors import MpnasError
+
+REWARDS = ("mnas", "mnas_hard", "abs")
+DEFAULT_BETA = {"mnas": -0.07, "mnas_hard": -0.07, "abs": -0.10}
+
+
+def reward(kind: str, quality: float, cost: float, target: float, beta: float) -> float:
+    if target <= 0 or cost <= 0:
+        raise MpnasError(f"reward: cost {cost} and target T0 {target} must be positive")
+    ratio = cost / target
+    if kind == "mnas":
+        return quality * ratio**beta
+    if kind == "mnas_hard":
+        return quality * min(ratio**beta, 1.0)
+    if kind == "abs":
+        return quality + beta * abs(ratio - 1.0)
+    raise MpnasError(f"config search.reward: {kind!r} is not one of {', '.join(REWARDS)}")

@@ -1,0 +1,79 @@
+"""Optimisers, learning-rate schedules, devices and checkpoints shared by search and training."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from mpnas.config import OptimConfig
+from mpnas.errors import MpnasError
+from mpnas.io import atomic_write_bytes
+
+OPTIMIZERS = ("rmsprop", "sgd", "adamw", "adam")
+
+
+def make_optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.lr <= 0:
+        raise MpnasError(f"config optim.lr must be positive, got {cfg.lr}")
+    if cfg.name == "rmsprop":
+        # TuNAS's RMSProp: decay 0.9, momentum 0.9, epsilon from the config (TuNAS uses 1.0).
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.9, eps=cfg.eps, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise MpnasError(f"config optim.name: {cfg.name!r} is not one of {', '.join(OPTIMIZERS)}")
+
+
+def warmup_cosine(total_steps: int, warmup_frac: float) -> Any:
+    """Multiplier of the base learning rate: linear warm-up, then cosine decay to 0 (TuNAS, seed 002)."""
+    warm = max(0, int(round(total_steps * warmup_frac)))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return factor
+
+
+def make_scheduler(opt: torch.optim.Optimizer, total_steps: int, warmup_frac: float) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, warmup_frac))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise MpnasError(f"config device: {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MpnasError(f"config device: {name!r} asked for, but no CUDA device is available")
+    return device
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Tensors, numbers, strings, lists and dicts only, so that loading needs no pickled code."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise MpnasError(f"checkpoint {path}: not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
+        raise MpnasError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,191 @@
+"""From-scratch training of a merged multi-path model, and its evaluation.
+
+Each step takes one batch from every domain, runs each through its own path, combines the domains' losses
+with the loss component (ABDP by default) and takes one optimiser step; gradients of a shared node add up
+from every domain that uses it. Per-domain validation runs every `eval_every` steps; the best weights by mean
+validation top-1 are kept (in memory and, atomically, on disk).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from mpnas.config import RunConfig
+from mpnas.data import DomainSet, MultiDomainLoader, iterate_split
+from mpnas.errors import MpnasError
+from mpnas.io import append_jsonl, atomic_write_bytes
+from mpnas.nn.merged import MultiPathModel
+from mpnas.search.loop import _check_finite, _progress, steps_for
+from mpnas.space.arch import Architecture
+from mpnas.train.losses import LossCombiner
+from mpnas.train.optim import make_optimizer, make_scheduler, resolve_device
+
+WEIGHTS_FORMAT = "mpnas.weights/1"
+
+
+@dataclass
+class TrainState:
+    """Everything training needs to continue: weights, optimiser, schedule, loss state, data position, best."""
+
+    model: MultiPathModel
+    combiner: LossCombiner
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loader: MultiDomainLoader
+    step: int = 0
+    best_score: float = -1.0
+    best_step: int = -1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "combiner": self.combiner.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "loader": self.loader.state_dict(),
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.combiner.load_state_dict(state["combiner"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.loader.load_state_dict(state["loader"])
+        self.best_score, self.best_step = float(state["best_score"]), int(state["best_step"])
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, domains: DomainSet, split: str | None = None, batch_size: int = 256,
+             forward: Callable[[nn.Module, torch.Tensor, str], torch.Tensor] | None = None) -> dict[str, float]:
+    """Top-1 (percent) per domain on `split` (default: test where labelled, else val)."""
+    forward = forward or (lambda m, x, d: m(x, d))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = {}
+    for dom in domains:
+        s = split or dom.eval_split()
+        correct = total = 0
+        for x, y in iterate_split(dom, s, batch_size, device=device):
+            if y is None:
+                raise MpnasError(f"domain {dom.name}: split {s!r} has no labels to evaluate against")
+            correct += (forward(model, x, dom.name).argmax(1) == y).sum().item()
+            total += len(y)
+        if total == 0:
+            raise MpnasError(f"domain {dom.name}: split {s!r} is empty")
+        out[dom.name] = 100.0 * correct / total
+    model.train(was_training)
+    return out
+
+
+def save_weights(model: nn.Module, path: str | Path, arch: Architecture, extra: dict[str, Any] | None = None) -> None:
+    """Weights in safetensors, with the architecture in the metadata so the file describes itself."""
+    meta = {"format": WEIGHTS_FORMAT, "architecture": json.dumps(arch.to_dict())}
+    meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise MpnasError(f"weights {path}: not found (run `mpnas train` first)")
+    try:
+        tensors = st_load(path.read_bytes())
+    except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+        raise MpnasError(f"weights {path}: not a readable safetensors file ({exc})") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise MpnasError(
+            f"weights {path}: do not match the architecture ({len(missing)} missing, {len(unexpected)} unexpected tensors, "
+            f"e.g. {(missing or unexpected)[0]})"
+        )
+
+
+def train_architecture(
+    cfg: RunConfig,
+    domains: DomainSet,
+    arch: Architecture,
+    weights_path: Path,
+    progress: bool = True,
+    log: Callable[[dict[str, Any]], None] | None = None,
+    routing_seed: int = 0,
+) -> tuple[MultiPathModel, TrainState]:
+    tc = cfg.train
+    names = domains.names()
+    if list(arch.domains) != names:
+        raise MpnasError(
+            f"architecture domains {arch.domains} differ from the data's {names}; train with the same --data/--domains as search"
+        )
+    for d in domains:
+        if arch.num_classes[d.name] != d.num_classes:
+            raise MpnasError(f"domain {d.name}: the architecture has {arch.num_classes[d.name]} classes, the data {d.num_classes}")
+    device = resolve_device(cfg.device)
+    steps = steps_for(tc.steps, tc.epochs, domains, tc.batch_size, "train")
+    log = log or (lambda row: append_jsonl(weights_path.parent / "metrics.jsonl", row))
+
+    torch.manual_seed(cfg.seed)
+    model = MultiPathModel(arch, dropout=tc.dropout, routing_seed=routing_seed).to(device)
+    combiner = LossCombiner(cfg.loss, names).to(device)
+    optimizer = make_optimizer(tc.optim, list(model.parameters()) + list(combiner.parameters()))
+    state = TrainState(
+        model=model,
+        combiner=combiner,
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, steps, tc.optim.warmup_frac),
+        loader=MultiDomainLoader(domains, tc.batch_size, split="train", seed=cfg.seed, device=device),
+    )
+    best = copy.deepcopy(model.state_dict())
+    bar = _progress(steps, "train", progress)
+    model.train()
+    for step in range(state.step, steps):
+        frac = step / steps
+        batch = state.loader.next()
+        loss_vec = torch.stack(
+            [F.cross_entropy(model(x, d), y, label_smoothing=tc.label_smoothing) for d, (x, y) in batch.items()]
+        )
+        _check_finite(loss_vec, list(batch), step, "train")
+        joint = combiner(loss_vec, frac)
+        optimizer.zero_grad(set_to_none=True)
+        joint.backward()
+        if tc.optim.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), tc.optim.grad_clip)
+        optimizer.step()
+        state.scheduler.step()
+        state.step = step + 1
+
+        if step % tc.log_every == 0 or step == steps - 1:
+            weights = combiner.weights(loss_vec, frac).tolist()
+            lr = state.scheduler.get_last_lr()[0]
+            for (d, loss), w in zip(zip(batch, loss_vec.tolist()), weights):
+                log({"stage": "train", "step": step, "domain": d, "loss": loss, "weight": w, "lr": lr})
+            bar.set_postfix(loss=f"{loss_vec.mean().item():.3f}")
+        if (step + 1) % tc.eval_every == 0 or step == steps - 1:
+            val = evaluate(model, domains, "val", tc.eval_batch_size)
+            mean = sum(val.values()) / len(val)
+            for d, v in val.items():
+                log({"stage": "train_eval", "step": step, "domain": d, "val_top1": v})
+            log({"stage": "train_eval", "step": step, "domain": "__mean__", "val_top1": mean})
+            if mean > state.best_score:
+                state.best_score, state.best_step = mean, step
+                best = copy.deepcopy(model.state_dict())
+                save_weights(model, weights_path, arch, {"step": step, "val_mean_top1": mean, "val_top1": val})
+            bar.set_postfix(val=f"{mean:.1f}", best=f"{state.best_score:.1f}")
+        bar.update(1)
+    bar.close()
+    model.load_state_dict(best)
+    return model, state

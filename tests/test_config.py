@@ -1,0 +1,53 @@
+import pytest
+
+from mpnas.config import BUDGETS, RunConfig, apply_overrides, budget_config, dump_yaml, load_yaml, resolve_config
+from mpnas.errors import MpnasError
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = budget_config("quick")
+    (tmp_path / "c.yaml").write_text(dump_yaml(cfg))
+    assert load_yaml(tmp_path / "c.yaml") == cfg
+
+
+def test_overrides_parse_types_and_revalidate():
+    cfg = apply_overrides(RunConfig(), ["train.steps=7", "loss.kind=x2", "train.optim.eps=1e-8", "data.domains=[a, b]"])
+    assert cfg.train.steps == 7 and cfg.loss.kind == "x2" and cfg.train.optim.eps == 1e-8
+    assert cfg.data.domains == ["a", "b"]
+    with pytest.raises(MpnasError, match="train.steps: expected an integer"):
+        apply_overrides(RunConfig(), ["train.steps=many"])
+    with pytest.raises(MpnasError, match="unknown field 'stpes'"):
+        apply_overrides(RunConfig(), ["train.stpes=3"])
+    with pytest.raises(MpnasError, match="KEY=VALUE"):
+        apply_overrides(RunConfig(), ["train.steps"])
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {steps: [1, 2")
+    with pytest.raises(MpnasError, match="invalid YAML"):
+        resolve_config("quick", bad)
+    bad.write_text("train:\n  learning_rate: 3\n")
+    with pytest.raises(MpnasError, match="unknown field"):
+        resolve_config("quick", bad)
+    with pytest.raises(MpnasError, match="not found"):
+        resolve_config("quick", tmp_path / "missing.yaml")
+
+
+def test_precedence_budget_file_flags_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  steps: 11\n  batch_size: 8\nseed: 3\n")
+    cfg = resolve_config("quick", f, ["train.steps=12"], seed=4)
+    assert cfg.budget == "quick" and cfg.search.steps == budget_config("quick").search.steps
+    assert cfg.train.batch_size == 8 and cfg.train.steps == 12 and cfg.seed == 4
+
+
+def test_budgets_exist_and_paper_uses_the_papers_settings():
+    assert set(BUDGETS) == {"quick", "default", "paper"}
+    paper = budget_config("paper")
+    assert paper.search.epochs == 90 and paper.train.epochs == 360
+    assert paper.search.batch_size == 1024 and paper.train.batch_size == 416
+    assert paper.search.optim.lr == 8e-3 and paper.train.optim.lr == 0.0325
+    assert paper.search.rl_start == 0.125 and paper.data.resolution == 72 and paper.space.preset == "paper"
+    with pytest.raises(MpnasError, match="budget 'huge' unknown"):
+        budget_config("huge")
