@@ -8,8 +8,8 @@ import sys
 from mpnas.errors import MpnasError
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="builtin", help="data source: builtin | decathlon:ROOT | folder:ROOT")
+def _add_data_args(p: argparse.ArgumentParser, default: str | None = "builtin") -> None:
+    p.add_argument("--data", default=default, help="data source: builtin | decathlon:ROOT | folder:ROOT (default builtin)")
     p.add_argument("--domains", default=None, help="comma-separated domain names to keep (default: all)")
     p.add_argument("--resolution", type=int, default=None, help="image side in pixels (default 32)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip corrupt images and report how many")
@@ -48,7 +48,125 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads while timing (default: torch's)")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.set_defaults(func=_cmd_latency_table)
+
+    for name, help_ in (("search", "multi-path search: one controller per domain; writes architecture.json"),
+                        ("run", "the whole method: search, train from scratch, evaluate, report")):
+        p = sub.add_parser(name, help=help_)
+        _add_data_args(p, default=None)
+        _add_run_args(p)
+        p.add_argument("--out", required=True, help="run directory to write")
+        p.set_defaults(func=_cmd_search if name == "search" else _cmd_run)
+    for name, help_, func in (
+        ("train", "train the merged model of a run directory from scratch", "_cmd_train"),
+        ("evaluate", "per-domain top-1, parameters, MACs and Jaccard of a trained run", "_cmd_evaluate"),
+        ("report", "write report.md and figures for a run directory", "_cmd_report"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--run", required=True, help="run directory written by the previous stage")
+        if name != "report":
+            p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+            p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.set_defaults(func=globals()[func])
     return parser
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--budget", default="default", help="quick | default | paper (default: default)")
+    p.add_argument("--config", default=None, help="YAML file with any subset of the config's fields")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. train.steps=500")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run_config(args: argparse.Namespace):
+    from mpnas.config import resolve_config
+
+    flags = {
+        "data.spec": args.data,
+        "data.domains": [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None,
+        "data.resolution": args.resolution,
+        "data.skip_bad_images": True if args.skip_bad_images else None,
+        "data.cache_dir": args.cache_dir,
+        "seed": args.seed,
+        "device": args.device,
+        "threads": args.threads,
+    }
+    return resolve_config(args.budget, args.config, args.set, **flags)
+
+
+def _run_dir_config(args: argparse.Namespace):
+    from pathlib import Path
+
+    from mpnas.config import apply_overrides
+    from mpnas.pipeline import read_config, write_config
+
+    run_dir = Path(args.run)
+    cfg = read_config(run_dir)
+    overrides = getattr(args, "set", [])
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+        write_config(run_dir, cfg)  # the run directory records the config its stages actually used
+    return run_dir, cfg
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mpnas.pipeline import stage_search
+
+    arch = stage_search(_run_config(args), Path(args.out), progress=not args.quiet)
+    print(f"wrote {Path(args.out) / 'architecture.json'}: {len(arch.domains)} domains, "
+          f"{len(arch.node_users())} nodes, {len(arch.shared_nodes())} shared")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mpnas.pipeline import stage_train
+
+    run_dir, cfg = _run_dir_config(args)
+    stage_train(cfg, run_dir, progress=not args.quiet)
+    print(f"wrote {run_dir / 'model.safetensors'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from mpnas.pipeline import stage_evaluate
+
+    run_dir, cfg = _run_dir_config(args)
+    _print_results(stage_evaluate(cfg, run_dir))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mpnas.pipeline import stage_report
+
+    print(f"wrote {stage_report(Path(args.run))}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mpnas.pipeline import run_all
+
+    run_dir = Path(args.out)
+    results = run_all(_run_config(args), run_dir, progress=not args.quiet)
+    _print_results(results)
+    print(f"report: {run_dir / 'report.md'}")
+    return 0
+
+
+def _print_results(results: dict) -> None:
+    print(f"{'domain':<16}{'top-1':>8}{'params':>12}{'MACs':>12}")
+    for name, r in results["domains"].items():
+        print(f"{name:<16}{r['top1']:>8.2f}{r['params']:>12,}{r['macs'] / 1e6:>11.2f}M")
+    print(f"{'mean':<16}{results['mean_top1']:>8.2f}")
+    print(f"merged model: {results['params_total']:,} parameters, {results['macs_total'] / 1e6:.2f} M MACs "
+          f"(one image per domain), {len(results['shared_nodes'])} shared node(s)")
 
 
 def _cmd_data_list(args: argparse.Namespace) -> int:
