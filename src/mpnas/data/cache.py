@@ -106,7 +106,8 @@ class EntryWriter:
             shrunk = np.lib.format.open_memmap(path.with_suffix(".tmp"), mode="w+", dtype=np.uint8,
                                                shape=(kept, *full.shape[1:]))
             for start in range(0, kept, _CHUNK):
-                shrunk[start : start + _CHUNK] = full[start : start + _CHUNK]
+                stop = min(start + _CHUNK, kept)
+                shrunk[start:stop] = full[start:stop]
             shrunk.flush()
             del full, shrunk
             os.replace(path.with_suffix(".tmp"), path)
