@@ -67,6 +67,12 @@ def test_val_class_not_in_train(folder_root, tmp_path):
         load(folder_root, tmp_path)
 
 
+def test_loose_images_next_to_class_folders(folder_root, tmp_path):
+    write_image(folder_root / "shapes" / "val" / "stray.png", (1, 2, 3), (9, 9))
+    with pytest.raises(MpnasError, match=r"val mixes class folders with loose images \(e.g. stray.png\)"):
+        load(folder_root, tmp_path)
+
+
 def test_domain_without_train(folder_root, tmp_path):
     (folder_root / "empty").mkdir()
     with pytest.raises(MpnasError, match=r"folder domain 'empty': no train/ folder"):

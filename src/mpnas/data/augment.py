@@ -53,9 +53,9 @@ def _pad_crop(images: torch.Tensor, flips: torch.Tensor, generator: torch.Genera
     rows = offsets[:, :1] + span  # N x R
     cols = offsets[:, 1:] + span
     cols = torch.where(flips[:, None], cols.flip(1), cols)
-    batch = torch.arange(n, device=images.device)[:, None, None, None]
-    channel = torch.arange(3, device=images.device)[None, :, None, None]
-    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+    # One gather over the flattened padded pixels (much faster than 4-way advanced indexing).
+    flat = (rows[:, :, None] * (r + 2 * p) + cols[:, None, :]).view(n, 1, r * r).expand(n, 3, r * r)
+    return padded.view(n, 3, -1).gather(2, flat).view(n, 3, r, r)
 
 
 def _resized_crop(images: torch.Tensor, flips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

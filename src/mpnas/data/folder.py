@@ -102,6 +102,11 @@ class FolderSource(FileSource):
 
     def _labelled(self, name: str, folder: Path, classes: list[str]) -> list[Item]:
         index = {c: i for i, c in enumerate(classes)}
+        loose = _images_in(folder)
+        if loose:
+            raise MpnasError(
+                f"folder domain {name!r}: {folder} mixes class folders with loose images (e.g. {loose[0].name})"
+            )
         out = []
         for sub in _visible(folder):
             if not sub.is_dir():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"})
 
@@ -26,7 +26,8 @@ def decode_square(path: Path, resolution: int) -> np.ndarray:
         with Image.open(path) as im:
             # JPEG can decode at a reduced scale directly, which is most of the cost for large photos.
             im.draft("RGB", (resolution, resolution))
-            im = im.convert("RGB")
+            # Phone photos store their orientation in EXIF; apply it so the picture is upright.
+            im = ImageOps.exif_transpose(im).convert("RGB")
             w, h = im.size
             if w < 1 or h < 1:
                 raise BadImage("empty image")
