@@ -29,7 +29,7 @@ from mpnas.errors import MpnasError
 from mpnas.io import read_json, write_json
 
 FORMAT = 1
-_CHUNK = 4096  # images per chunk when computing channel statistics
+_CHUNK = 4096  # images per chunk when streaming through a possibly huge array
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:

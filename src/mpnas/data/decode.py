@@ -133,7 +133,7 @@ class FileSource(ABC):
                 raise MpnasError(f"{self.kind} domain {name!r}, split {split}: no images")
         key = content_key({
             "kind": self.kind, "version": VERSION, "domain": name, "resolution": opts.resolution,
-            "skip_bad_images": opts.skip_bad_images, "files": fingerprint(name, items),
+            "skip_bad_images": opts.skip_bad_images, "classes": class_names, "files": fingerprint(name, items),
         })
 
         def build(writer: EntryWriter) -> list[str]:

@@ -30,14 +30,14 @@ def save_preview(domains: DomainSet, out: str | Path, per_domain: int = 8, *, sp
     """Save a PNG with one row per domain and `per_domain` training images titled with their class names."""
     if per_domain < 1:
         raise MpnasError(f"preview: --per-domain must be at least 1, got {per_domain}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure draws with the Agg canvas and leaves pyplot's global backend alone (lazy: matplotlib is slow
+    # to import and only this command needs it).
+    from matplotlib.figure import Figure
 
     out = Path(out)
     rows = len(domains)
-    fig, axes = plt.subplots(rows, per_domain, figsize=(1.3 * per_domain + 0.9, 1.45 * rows), squeeze=False)
+    fig = Figure(figsize=(1.3 * per_domain + 0.9, 1.45 * rows))
+    axes = fig.subplots(rows, per_domain, squeeze=False)
     for r, domain in enumerate(domains):
         data = domain.splits[split]
         labels = data.labels if data.labels is not None else torch.zeros(len(data), dtype=torch.int64)
@@ -62,6 +62,4 @@ def save_preview(domains: DomainSet, out: str | Path, per_domain: int = 8, *, sp
         fig.savefig(out, dpi=110)
     except OSError as exc:
         raise MpnasError(f"preview {out}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        plt.close(fig)
     return out
