@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mpnas.nn.ops import depthwise_conv2d
 from mpnas.space.space import ConvGeometry, HeadGeometry, LayerGeometry, PathGeometry
 
 BN_EPS = 1e-3
@@ -25,13 +26,25 @@ def make_act(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}")
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """nn.Conv2d (same weights, same state dict, exports as a plain Conv) with the fast CPU weight gradient."""
+
+    def __init__(self, channels: int, kernel: int, stride: int = 1) -> None:
+        super().__init__(channels, channels, kernel, stride, kernel // 2, groups=channels, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return depthwise_conv2d(x, self.weight, self.stride[0])
+
+
 class ConvBNAct(nn.Sequential):
     def __init__(
         self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: str | None = None,
         bn_momentum: float = 0.1,
     ) -> None:
+        depthwise = groups > 1 and groups == in_ch == out_ch
+        conv = DepthwiseConv2d(in_ch, kernel, stride) if depthwise else nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False)
         layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
+            conv,
             nn.BatchNorm2d(out_ch, eps=BN_EPS, momentum=bn_momentum),
         ]
         if act is not None:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mpnas.nn.ops import depthwise_conv2d
 from mpnas.nn.blocks import BN_EPS, ConvBNAct, Head, InvertedResidual, make_act
 from mpnas.space.space import ConvGeometry, HeadGeometry, LayerGeometry
 
@@ -84,8 +85,9 @@ class DynamicConv2d(nn.Module):
 
     def forward(self, x: Tensor, out_ch: int, stride: int = 1) -> Tensor:
         c = x.shape[1]
-        groups = c if self.depthwise else 1
-        return F.conv2d(x, self.sliced(c, out_ch), None, stride, self.kernel // 2, 1, groups)
+        if self.depthwise:
+            return depthwise_conv2d(x, self.weight[:c], stride)
+        return F.conv2d(x, self.sliced(c, out_ch), None, stride, self.kernel // 2)
 
 
 class DynamicConvBN(nn.Module):
