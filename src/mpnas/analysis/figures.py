@@ -360,7 +360,8 @@ def plot_controller_probs(rows: Iterable[Row], space: SearchSpace, out: str | Pa
     of the option that is most likely at the last logged step (written on the right of each row).
 
     A row that turns bright early is a decision settled early; one that stays dark was still open at the end.
-    Grey labels are decisions inside a layer the controller finally skips, which have no effect.
+    Grey labels are decisions inside a layer the controller finally skips, which have no effect; a dash marks a
+    decision of `space` that the rows do not log (rows from a search over another space).
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -410,10 +411,11 @@ def plot_controller_probs(rows: Iterable[Row], space: SearchSpace, out: str | Pa
                 ax.axhline(y - 0.5, color="white", lw=0.8)
         chosen = {d.key: d.options[j] for d, j in zip(decisions, final)}
         labels = ax.get_yaxis_transform()
-        for y, d in enumerate(decisions):
-            off = d.skip_key is not None and chosen.get(d.skip_key) is True
-            ax.text(1.02, y, _option_label(d.key, chosen[d.key]), transform=labels, va="center", fontsize=6,
-                    color="0.6" if off else "black")
+        for y, (d, j) in enumerate(zip(decisions, final)):
+            logged_here = not math.isnan(_prob(last, d.key, j))
+            off = not logged_here or (d.skip_key is not None and chosen.get(d.skip_key) is True)
+            ax.text(1.02, y, _option_label(d.key, chosen[d.key]) if logged_here else "–", transform=labels,
+                    va="center", fontsize=6, color="0.6" if off else "black")
             if c == 0:
                 ax.text(-0.02, y, d.key, transform=labels, va="center", ha="right", fontsize=6)
     bar = fig.add_axes((0.3, 0.35 / height, 0.4, 0.12 / height))
