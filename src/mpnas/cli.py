@@ -56,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
         _add_run_args(p)
         p.add_argument("--out", required=True, help="run directory to write")
         p.set_defaults(func=_cmd_search if name == "search" else _cmd_run)
+    p = sub.add_parser("bench", help="MPNAS against the paper's baselines on the same data, budget and seeds")
+    _add_data_args(p, default=None)
+    _add_run_args(p)
+    p.add_argument("--methods", default="mpnas,sd-nas,sp-mn,mdsp-nas,mrp,trl", help="comma-separated methods")
+    p.add_argument("--seeds", type=int, default=2, help="number of seeds (seed-start .. seed-start + seeds - 1)")
+    p.add_argument("--seed-start", type=int, default=0, help="first seed (split a bench across processes)")
+    p.add_argument("--ablate", default=None, help="'loss': retrain with each loss variant (Tables 4 and 5)")
+    p.add_argument("--out", required=True, help="bench directory; finished runs in it are skipped")
+    p.set_defaults(func=_cmd_bench)
+
     for name, help_, func in (
         ("train", "train the merged model of a run directory from scratch", "_cmd_train"),
         ("evaluate", "per-domain top-1, parameters, MACs and Jaccard of a trained run", "_cmd_evaluate"),
@@ -99,7 +109,7 @@ def _run_config(args: argparse.Namespace):
 def _run_dir_config(args: argparse.Namespace):
     from pathlib import Path
 
-    from mpnas.config import apply_overrides
+    from mpnas.config import apply_overrides, validate
     from mpnas.pipeline import read_config, write_config
 
     run_dir = Path(args.run)
@@ -107,6 +117,7 @@ def _run_dir_config(args: argparse.Namespace):
     overrides = getattr(args, "set", [])
     if overrides:
         cfg = apply_overrides(cfg, overrides)
+        validate(cfg)
         write_config(run_dir, cfg)  # the run directory records the config its stages actually used
     return run_dir, cfg
 
@@ -157,6 +168,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     results = run_all(_run_config(args), run_dir, progress=not args.quiet)
     _print_results(results)
     print(f"report: {run_dir / 'report.md'}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mpnas.baselines import run_bench
+
+    if args.seeds < 1:
+        raise MpnasError(f"--seeds must be >= 1, got {args.seeds}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    out = Path(args.out)
+    run_bench(_run_config(args), methods, range(args.seed_start, args.seed_start + args.seeds), out, args.ablate,
+              progress=not args.quiet, say=lambda msg: print(msg, file=sys.stderr))
+    print((out / "bench.md").read_text())
     return 0
 
 

@@ -80,7 +80,9 @@ def stage_times(run_dir: Path) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True) -> Architecture:
+def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
+                 groups: dict[str, list[str]] | None = None, method: str = "mpnas") -> Architecture:
+    """Search and write architecture.json; `groups` maps controllers to domains (default: one per domain)."""
     from mpnas.search.loop import run_search
     from mpnas.train.optim import save_checkpoint
 
@@ -88,8 +90,8 @@ def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None
     apply_threads(cfg)
     write_config(run_dir, cfg)
     domains = domains or load_data(cfg, progress)
-    arch, state = run_search(cfg, domains, build_space(cfg), run_dir, progress=progress)
-    arch.meta["method"] = "mpnas"
+    arch, state = run_search(cfg, domains, build_space(cfg), run_dir, groups=groups, progress=progress)
+    arch.meta["method"] = method
     arch.save(run_dir / ARCH)
     save_checkpoint(run_dir / "search_state.pt", state.state_dict())
     mark_stage(run_dir, "search", time.perf_counter() - t0)

@@ -14,7 +14,7 @@ from mpnas.errors import MpnasError
 EXPECTED = {  # name: (classes, train, val, test) at seed 0
     "digits": (10, 1259, 269, 269),
     "mnist": (10, 3500, 750, 750),
-    "glyphs": (47, 1974, 423, 423),
+    "glyphs": (47, 3290, 705, 705),
     "textures": (16, 1120, 240, 240),
     "faces": (2, 140, 30, 30),
     "signs": (17, 1051, 222, 222),

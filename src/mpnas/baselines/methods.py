@@ -1,0 +1,224 @@
+"""MPNAS and the paper's baselines (seed 002, §5 "Evaluated methods"), on the same space, data, augmentation,
+training steps per domain and seeds.
+
+    mpnas     one controller per domain; the domains' paths merged, shared nodes sharing weights
+    sd-nas    one search and one from-scratch training per domain; the bundle's cost is the sum of its models
+    sp-mn     a backbone searched on one domain (the largest) and shared by every domain, a head per domain
+    mdsp-nas  one controller for all domains, rewarded by their mean accuracy; shared backbone, heads per domain
+    mrp       one random path per domain, merged and trained like MPNAS, averaged over several trials
+    trl       task routing layers: a fixed random channel mask per domain after every block, on a fixed
+              MobileNetV3-like backbone (the space's reference path)
+
+Every method produces architectures (plain data) that go through the same builder, trainer and evaluation.
+Shared-backbone methods share every convolution; like all multi-domain models here they keep batch norm
+per domain.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mpnas.config import RunConfig
+from mpnas.data import DomainSet
+from mpnas.errors import MpnasError
+from mpnas.io import read_json, write_json
+from mpnas.pipeline import (
+    RESULTS,
+    build_space,
+    load_data,
+    mark_stage,
+    stage_evaluate,
+    stage_report,
+    stage_search,
+    stage_train,
+    write_config,
+)
+from mpnas.space.arch import Architecture
+from mpnas.space.cost import domain_costs
+
+METHODS = ("mpnas", "sd-nas", "sp-mn", "mdsp-nas", "mrp", "trl")
+
+
+def run_method(method: str, cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run one method end to end into `run_dir`; returns its results (also written to results.json)."""
+    if method not in METHODS:
+        raise MpnasError(f"method {method!r} unknown; choose from {', '.join(METHODS)}")
+    domains = domains or load_data(cfg, progress)
+    write_config(run_dir, cfg)
+    runner = {
+        "mpnas": _mpnas,
+        "sd-nas": _sd_nas,
+        "sp-mn": _sp_mn,
+        "mdsp-nas": _mdsp_nas,
+        "mrp": _mrp,
+        "trl": _trl,
+    }[method]
+    return runner(cfg, run_dir, domains, progress)
+
+
+def train_and_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet, arch: Architecture, method: str,
+                       progress: bool = True, report: bool = True) -> dict[str, Any]:
+    """Train an architecture from scratch in `run_dir`, evaluate it and (optionally) write its report."""
+    write_config(run_dir, cfg)
+    arch.meta["method"] = method
+    arch.save(run_dir / "architecture.json")
+    model = stage_train(cfg, run_dir, domains, progress, arch=arch)
+    results = stage_evaluate(cfg, run_dir, domains, model, method=method)
+    if report:
+        stage_report(run_dir)
+    return results
+
+
+def _mpnas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
+    arch = stage_search(cfg, run_dir, domains, progress, method="mpnas")
+    return train_and_evaluate(cfg, run_dir, domains, arch, "mpnas", progress)
+
+
+def _mdsp_nas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
+    arch = stage_search(cfg, run_dir, domains, progress, groups={"shared": domains.names()}, method="mdsp-nas")
+    return train_and_evaluate(cfg, run_dir, domains, arch, "mdsp-nas", progress)
+
+
+def _largest(domains: DomainSet) -> str:
+    return max(domains, key=lambda d: len(d.splits["train"])).name
+
+
+def _sp_mn(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
+    source = _largest(domains)
+    single = DomainSet(domains.source, [domains[source]])
+    searched = stage_search(cfg, run_dir / f"search-{source}", single, progress, method="sp-mn-search")
+    path = searched.paths[source]
+    arch = Architecture(build_space(cfg), {d.name: path for d in domains}, {d.name: d.num_classes for d in domains},
+                        meta={"searched_on": source})
+    return train_and_evaluate(cfg, run_dir, domains, arch, "sp-mn", progress)
+
+
+def _trl(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
+    space = build_space(cfg)
+    ref = space.reference_path()
+    arch = Architecture(space, {d.name: ref for d in domains}, {d.name: d.num_classes for d in domains},
+                        routing_ratio=cfg.baselines.trl_ratio, meta={"backbone": "reference path of the space"})
+    return train_and_evaluate(cfg, run_dir, domains, arch, "trl", progress)
+
+
+def random_architecture(cfg: RunConfig, domains: DomainSet, seed: int) -> Architecture:
+    space = build_space(cfg)
+    rng = random.Random(seed)
+    return Architecture(space, {d.name: space.random_path(rng) for d in domains}, {d.name: d.num_classes for d in domains},
+                        meta={"random_seed": seed})
+
+
+def _mrp(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
+    if cfg.baselines.mrp_trials < 1:
+        raise MpnasError("config baselines.mrp_trials must be >= 1")
+    t0 = time.perf_counter()
+    trials = []
+    for k in range(cfg.baselines.mrp_trials):
+        trial_dir = run_dir / f"trial{k}"
+        if (trial_dir / RESULTS).is_file():
+            trials.append(read_json(trial_dir / RESULTS, "results file"))
+            continue
+        arch = random_architecture(cfg, domains, seed=1000 * cfg.seed + k)
+        trials.append(train_and_evaluate(cfg, trial_dir, domains, arch, "mrp", progress, report=False))
+    results = average_results("mrp", trials)
+    mark_stage(run_dir, "mrp", time.perf_counter() - t0)
+    write_json(run_dir / RESULTS, results)
+    return results
+
+
+def _sd_nas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    per_domain, paths = {}, {}
+    for dom in domains:
+        sub = run_dir / "domains" / dom.name
+        single = DomainSet(domains.source, [dom])
+        if (sub / RESULTS).is_file():
+            per_domain[dom.name] = read_json(sub / RESULTS, "results file")
+            paths[dom.name] = Architecture.load(sub / "architecture.json").paths[dom.name]
+            continue
+        arch = stage_search(cfg, sub, single, progress, method="sd-nas")
+        per_domain[dom.name] = train_and_evaluate(cfg, sub, single, arch, "sd-nas", progress, report=False)
+        paths[dom.name] = arch.paths[dom.name]
+    bundle = Architecture(build_space(cfg), paths, {d.name: d.num_classes for d in domains}, meta={"method": "sd-nas", "bundle": True})
+    bundle.save(run_dir / "architecture.json")
+    results = bundle_results(cfg, bundle, {d: r["domains"][d]["top1"] for d, r in per_domain.items()}, domains)
+    mark_stage(run_dir, "sd-nas", time.perf_counter() - t0)
+    write_json(run_dir / RESULTS, results)
+    return results
+
+
+def bundle_results(cfg: RunConfig, bundle: Architecture, top1: dict[str, float], domains: DomainSet) -> dict[str, Any]:
+    """Results of separate single-domain models: nothing is shared, so totals are sums of the models."""
+    costs = domain_costs(bundle)
+    return {
+        "method": "sd-nas",
+        "data": cfg.data.spec,
+        "budget": cfg.budget,
+        "seed": cfg.seed,
+        "domains": {
+            d.name: {"top1": top1[d.name], "params": costs[d.name].params, "macs": costs[d.name].macs,
+                     "num_classes": d.num_classes, "eval_split": d.eval_split()}
+            for d in domains
+        },
+        "mean_top1": round(sum(top1.values()) / len(top1), 3),
+        "params_total": sum(c.params for c in costs.values()),
+        "macs_total": sum(c.macs for c in costs.values()),
+        "jaccard": bundle.jaccard(),  # similarity of the separately searched paths
+        "shared_nodes": {},
+        "num_nodes": sum(len(bundle.nodes_of(d)) for d in bundle.domains),
+        "decathlon_score": _decathlon(cfg, top1),
+    }
+
+
+def _decathlon(cfg: RunConfig, top1: dict[str, float]) -> float | None:
+    from mpnas.analysis.metrics import decathlon_score
+
+    return decathlon_score(top1) if cfg.data.spec.startswith("decathlon:") else None
+
+
+def average_results(method: str, trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over trials of every figure (MRP); the trials themselves are kept."""
+    first = trials[0]
+    n = len(trials)
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    names = list(first["domains"])
+    out = {k: first[k] for k in ("data", "budget", "seed")}
+    out.update(
+        method=method,
+        domains={
+            d: {
+                "top1": round(mean([t["domains"][d]["top1"] for t in trials]), 3),
+                "params": round(mean([t["domains"][d]["params"] for t in trials])),
+                "macs": round(mean([t["domains"][d]["macs"] for t in trials])),
+                "num_classes": first["domains"][d]["num_classes"],
+                "eval_split": first["domains"][d]["eval_split"],
+            }
+            for d in names
+        },
+        mean_top1=round(mean([t["mean_top1"] for t in trials]), 3),
+        params_total=round(mean([t["params_total"] for t in trials])),
+        macs_total=round(mean([t["macs_total"] for t in trials])),
+        jaccard={a: {b: round(mean([t["jaccard"][a][b] for t in trials]), 4) for b in names} for a in names},
+        shared_nodes={},
+        num_nodes=round(mean([t.get("num_nodes", 0) for t in trials]), 2),
+        decathlon_score=None if first.get("decathlon_score") is None else mean([t["decathlon_score"] for t in trials]),
+        trials=[{"mean_top1": t["mean_top1"], "params_total": t["params_total"], "macs_total": t["macs_total"],
+                 "top1": {d: t["domains"][d]["top1"] for d in names}} for t in trials],
+        num_trials=n,
+    )
+    return out
+
+
+def retrain_with_loss(cfg: RunConfig, arch_dir: Path, run_dir: Path, domains: DomainSet, loss_kind: str, method: str,
+                      weights: dict[str, float] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train an existing architecture again from scratch with another loss combination (loss ablations)."""
+    arch = Architecture.load(arch_dir / "architecture.json")
+    loss = replace(cfg.loss, kind=loss_kind, weights=dict(weights or {}))
+    return train_and_evaluate(replace(cfg, loss=loss), run_dir, domains, arch, method, progress, report=False)
+
+
+__all__ = ["METHODS", "run_method", "train_and_evaluate", "random_architecture", "average_results", "retrain_with_loss"]

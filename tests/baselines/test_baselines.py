@@ -1,0 +1,118 @@
+"""Each baseline on the tiny fixture: it builds, trains, and has the structure the paper describes."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from mpnas.baselines import methods as M
+from mpnas.baselines.bench import run_bench
+from mpnas.nn.merged import MultiPathModel
+from mpnas.pipeline import load_data
+from mpnas.space.arch import Architecture
+from mpnas.space.cost import path_cost
+from mpnas.train.trainer import load_weights
+
+
+@pytest.fixture(scope="module")
+def domains(tiny_cfg):
+    return load_data(tiny_cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tiny_cfg, domains, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    run_bench(tiny_cfg, list(M.METHODS), [0], out, progress=False, say=lambda m: None)
+    return out
+
+
+def results(bench_dir, method):
+    return json.loads((bench_dir / method / "seed0" / "results.json").read_text())
+
+
+@pytest.mark.parametrize("method", M.METHODS)
+def test_every_method_trains_and_reports(bench_dir, method):
+    r = results(bench_dir, method)
+    assert r["method"] == method
+    assert set(r["domains"]) == {"bars", "colours"}
+    assert all(0 <= d["top1"] <= 100 for d in r["domains"].values())
+
+
+def test_sd_nas_bundle_is_the_sum_of_its_models(bench_dir):
+    r = results(bench_dir, "sd-nas")
+    assert r["params_total"] == sum(d["params"] for d in r["domains"].values())
+    assert r["macs_total"] == sum(d["macs"] for d in r["domains"].values())
+    for name in ("bars", "colours"):
+        sub = bench_dir / "sd-nas" / "seed0" / "domains" / name
+        arch = Architecture.load(sub / "architecture.json")
+        assert arch.domains == [name]  # searched and trained on its own domain only
+        model = MultiPathModel(arch)
+        assert sum(p.numel() for p in model.parameters()) == r["domains"][name]["params"]
+        assert path_cost(arch.space, arch.paths[name], 3).params == r["domains"][name]["params"]
+
+
+@pytest.mark.parametrize("method", ["sp-mn", "mdsp-nas"])
+def test_shared_backbone_methods_share_every_backbone_parameter(bench_dir, method):
+    arch = Architecture.load(bench_dir / method / "seed0" / "architecture.json")
+    assert arch.paths["bars"] == arch.paths["colours"]
+    users = arch.node_users()
+    assert users and all(set(u) == {"bars", "colours"} for u in users.values())
+    model = MultiPathModel(arch)
+    load_weights(model, bench_dir / method / "seed0" / "model.safetensors")
+    # convolutions: one set for both domains; only batch norm and the classifier are per domain
+    per_domain = [n for n, _ in model.named_parameters() if "d_bars" in n or "d_colours" in n]
+    shared = [n for n, _ in model.named_parameters() if n not in per_domain]
+    assert all("bn" in n or "classifiers" in n for n in per_domain)
+    assert any(".project.weight" in n for n in shared) and not any("_bn" in n for n in shared)
+
+
+def test_sp_mn_searches_on_the_largest_domain(bench_dir):
+    arch = Architecture.load(bench_dir / "sp-mn" / "seed0" / "architecture.json")
+    assert arch.meta["searched_on"] == "colours"  # 14 x 3 training images against 10 x 3
+    searched = Architecture.load(bench_dir / "sp-mn" / "seed0" / "search-colours" / "architecture.json")
+    assert searched.paths["colours"] == arch.paths["bars"]
+
+
+def test_mdsp_nas_uses_one_controller(bench_dir):
+    arch = Architecture.load(bench_dir / "mdsp-nas" / "seed0" / "architecture.json")
+    assert arch.meta["groups"] == {"shared": ["colours", "bars"]} or arch.meta["groups"] == {"shared": ["bars", "colours"]}
+
+
+def test_trl_masks_are_fixed_with_the_ratio(bench_dir, tiny_cfg):
+    run = bench_dir / "trl" / "seed0"
+    arch = Architecture.load(run / "architecture.json")
+    assert arch.routing_ratio == tiny_cfg.baselines.trl_ratio
+    a, b = MultiPathModel(arch), MultiPathModel(arch)
+    load_weights(a, run / "model.safetensors")
+    masks = {n: t for n, t in a.named_buffers() if n.startswith("route_")}
+    assert masks and all(t.sum().item() == round(0.9 * t.numel()) for t in masks.values())
+    # the trained model's masks are the ones it was built with (fixed, not learned)
+    assert all(masks[n].equal(t) for n, t in b.named_buffers() if n in masks)
+
+
+def test_mrp_averages_its_trials(bench_dir, tiny_cfg):
+    r = results(bench_dir, "mrp")
+    assert r["num_trials"] == tiny_cfg.baselines.mrp_trials == len(r["trials"])
+    assert r["mean_top1"] == pytest.approx(sum(t["mean_top1"] for t in r["trials"]) / len(r["trials"]), abs=1e-3)
+    paths = [Architecture.load(bench_dir / "mrp" / "seed0" / f"trial{k}" / "architecture.json").paths for k in range(2)]
+    assert paths[0] != paths[1]
+
+
+def test_bench_skips_finished_methods(bench_dir, tiny_cfg, monkeypatch):
+    calls = []
+    monkeypatch.setattr("mpnas.baselines.bench.run_method", lambda *a, **k: calls.append(a[0]))
+    said = []
+    bench = run_bench(tiny_cfg, list(M.METHODS), [0], bench_dir, progress=False, say=said.append)
+    assert calls == []
+    assert len([s for s in said if "already finished" in s]) == len(M.METHODS)
+    assert set(bench["methods"]) == set(M.METHODS)
+    md = (bench_dir / "bench.md").read_text()
+    assert "| MPNAS |" in md and "| SP-MN | 1.00x |" in md
+    assert (bench_dir / "figures" / "mean_top1.png").is_file()
+
+
+def test_unknown_method_is_rejected(tiny_cfg, tmp_path):
+    from mpnas.errors import MpnasError
+
+    with pytest.raises(MpnasError, match="unknown method"):
+        run_bench(tiny_cfg, ["mpnas", "resnet"], [0], tmp_path, progress=False)

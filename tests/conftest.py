@@ -1,0 +1,57 @@
+"""Fixtures shared by the pipeline and baseline tests: a tiny folder-format data set and a tiny run config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mpnas.config import resolve_config
+
+
+def _draw(kind: str, label: int, rng: np.random.Generator) -> np.ndarray:
+    img = rng.integers(0, 60, size=(12, 12, 3), dtype=np.uint8)
+    if kind == "colours":  # class = which channel is bright
+        img[..., label] += 150
+    else:  # class = bar orientation (horizontal, vertical, diagonal)
+        mask = np.zeros((12, 12), bool)
+        if label == 0:
+            mask[5:7, :] = True
+        elif label == 1:
+            mask[:, 5:7] = True
+        else:
+            mask[np.arange(12), np.arange(12)] = True
+        img[mask] = 230
+    return img
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ROOT/<domain>/<split>/<class>/<image>: 'colours' (3 classes, no val: carved from train) and 'bars' (3)."""
+    root = tmp_path_factory.mktemp("tiny-data")
+    rng = np.random.default_rng(0)
+    for domain, splits in (("colours", {"train": 14, "test": 4}), ("bars", {"train": 10, "val": 4, "test": 4})):
+        for split, n in splits.items():
+            for label in range(3):
+                for i in range(n):
+                    path = root / domain / split / f"class{label}" / f"{i}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(_draw(domain, label, rng)).save(path)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The quick budget cut to a few steps of a shallow space at 16 px."""
+    return resolve_config(
+        "quick",
+        overrides=[
+            "search.steps=6", "search.batch_size=8", "search.val_batch_size=8", "search.log_every=2",
+            "train.steps=8", "train.batch_size=8", "train.eval_every=4", "train.log_every=2",
+            "space.layers_per_block=2", "baselines.mrp_trials=2", "threads=1",
+        ],
+        **{"data.spec": f"folder:{tiny_root}", "data.resolution": 16,
+           "data.cache_dir": str(tmp_path_factory.mktemp("tiny-cache"))},
+    )
