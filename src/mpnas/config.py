@@ -222,14 +222,21 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
     return from_dict(type(cfg), data)
 
 
-def load_yaml(path: str | Path, cls: type[T] = RunConfig) -> T:  # type: ignore[assignment]
-    path = Path(path)
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MpnasError(f"config file {path}: not found")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise MpnasError(f"config file {path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise MpnasError(f"config file {path}: expected a mapping at the top level")
+    return data
+
+
+def load_yaml(path: str | Path, cls: type[T] = RunConfig) -> T:  # type: ignore[assignment]
+    path = Path(path)
+    data = _read_yaml_mapping(path)
     try:
         return from_dict(cls, data)
     except MpnasError as exc:
@@ -295,16 +302,7 @@ def resolve_config(
     """Budget preset, then a YAML file (any subset of fields), then CLI flags, then KEY=VALUE overrides."""
     data = to_dict(budget_config(budget))
     if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise MpnasError(f"config file {path}: not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise MpnasError(f"config file {path}: invalid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise MpnasError(f"config file {path}: expected a mapping at the top level")
-        data = merge_dicts(data, loaded)
+        data = merge_dicts(data, _read_yaml_mapping(Path(config_file)))
     for key, value in flags.items():
         if value is None:
             continue

@@ -24,7 +24,6 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from mpnas.config import RunConfig
 from mpnas.data import DomainSet, MultiDomainLoader
@@ -38,7 +37,7 @@ from mpnas.space.cost import geometry_cost
 from mpnas.space.latency import LatencyTable
 from mpnas.space.space import PathGeometry, SearchSpace
 from mpnas.train.losses import LossCombiner
-from mpnas.train.optim import make_optimizer, make_scheduler, resolve_device
+from mpnas.train.optim import joint_step, make_optimizer, make_scheduler, resolve_device
 
 
 @dataclass
@@ -207,13 +206,7 @@ def run_search(
 
         loss_vec = torch.stack(losses)
         _check_finite(loss_vec, [d for m in groups.values() for d in m], step, "search")
-        joint = combiner(loss_vec, frac)
-        optimizer.zero_grad(set_to_none=True)
-        joint.backward()
-        if sc.optim.grad_clip:
-            nn.utils.clip_grad_norm_(supernet.parameters(), sc.optim.grad_clip)
-        optimizer.step()
-        state.scheduler.step()
+        joint_step(combiner, loss_vec, frac, optimizer, state.scheduler, supernet.parameters(), sc.optim.grad_clip)
 
         for g, r in results.items():
             r["baseline"] = state.baselines[g]  # the baseline this step's advantage is measured against

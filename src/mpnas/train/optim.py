@@ -49,6 +49,25 @@ def make_scheduler(opt: torch.optim.Optimizer, total_steps: int, warmup_frac: fl
     return torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, warmup_frac))
 
 
+def joint_step(
+    combiner: nn.Module,
+    losses: torch.Tensor,
+    progress: float,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    params: Iterable[nn.Parameter],
+    grad_clip: float | None,
+) -> None:
+    """One optimiser step on the domains' losses combined by `combiner` (search and training alike)."""
+    joint = combiner(losses, progress)
+    optimizer.zero_grad(set_to_none=True)
+    joint.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    scheduler.step()
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -28,7 +28,7 @@ from mpnas.nn.merged import MultiPathModel
 from mpnas.search.loop import _check_finite, _progress, steps_for
 from mpnas.space.arch import Architecture
 from mpnas.train.losses import LossCombiner
-from mpnas.train.optim import make_optimizer, make_scheduler, resolve_device
+from mpnas.train.optim import joint_step, make_optimizer, make_scheduler, resolve_device
 
 WEIGHTS_FORMAT = "mpnas.weights/1"
 
@@ -159,13 +159,7 @@ def train_architecture(
             [F.cross_entropy(model(x, d), y, label_smoothing=tc.label_smoothing) for d, (x, y) in batch.items()]
         )
         _check_finite(loss_vec, list(batch), step, "train")
-        joint = combiner(loss_vec, frac)
-        optimizer.zero_grad(set_to_none=True)
-        joint.backward()
-        if tc.optim.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), tc.optim.grad_clip)
-        optimizer.step()
-        state.scheduler.step()
+        joint_step(combiner, loss_vec, frac, optimizer, state.scheduler, model.parameters(), tc.optim.grad_clip)
         state.step = step + 1
 
         if step % tc.log_every == 0 or step == steps - 1:
