@@ -37,7 +37,7 @@ from mpnas.space.cost import geometry_cost
 from mpnas.space.latency import LatencyTable
 from mpnas.space.space import PathGeometry, SearchSpace
 from mpnas.train.losses import LossCombiner
-from mpnas.train.optim import joint_step, make_optimizer, make_scheduler, resolve_device
+from mpnas.train.optim import check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device, steps_for
 
 
 @dataclass
@@ -103,16 +103,6 @@ class CostModel:
         return float(geometry_cost(geo, self.num_classes[domain]).macs)
 
 
-def steps_for(steps: int | None, epochs: float | None, domains: DomainSet, batch_size: int, what: str) -> int:
-    """Steps are given directly, or as epochs of the largest domain's training split (the paper's unit)."""
-    if epochs is not None:
-        largest = max(len(d.splits["train"].images) for d in domains)
-        steps = int(round(epochs * largest / batch_size))
-    if steps is None or steps < 1:
-        raise MpnasError(f"config {what}: needs steps >= 1 (or epochs > 0)")
-    return steps
-
-
 def top1_fraction(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(1) == labels).float().mean().item()
 
@@ -172,7 +162,7 @@ def run_search(
     skip_keys = [d.key for d in state.controllers[next(iter(groups))].decisions if d.key.endswith(".skip")]
     largest = {d.key: max(d.options) for d in space.decisions() if d.key.endswith("filters")}
 
-    bar = _progress(steps, "search", progress)
+    bar = progress_bar(steps, "search", progress)
     start = time.perf_counter()
     for step in range(state.step, steps):
         frac = step / steps
@@ -205,7 +195,7 @@ def run_search(
                           "cost": rel_cost, "qualities": dict(zip(members, qualities))}
 
         loss_vec = torch.stack(losses)
-        _check_finite(loss_vec, [d for m in groups.values() for d in m], step, "search")
+        check_finite(loss_vec, [d for m in groups.values() for d in m], step, "search")
         joint_step(combiner, loss_vec, frac, optimizer, state.scheduler, supernet.parameters(), sc.optim.grad_clip)
 
         for g, r in results.items():
@@ -268,18 +258,3 @@ def _expected_cost(c: Controller, space: SearchSpace, members: list[str], cost: 
         geo = space.geometry(space.path_from_choices(c.sample(gen)))
         total += sum(cost(d, geo) / targets[d] for d in members) / len(members)
     return total / samples
-
-
-def _check_finite(losses: torch.Tensor, names: list[str], step: int, stage: str) -> None:
-    bad = [n for n, v in zip(names, losses.detach().tolist()) if v != v or v in (float("inf"), float("-inf"))]
-    if bad:
-        raise MpnasError(
-            f"{stage}: loss of domain(s) {', '.join(bad)} is not finite at step {step}; lower the learning rate "
-            f"(config {stage}.optim.lr) or check that domain's labels"
-        )
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True, leave=True)

@@ -1,4 +1,4 @@
-"""Optimisers, learning-rate schedules, devices and checkpoints shared by search and training."""
+"""What search and training share: optimisers, schedules, the joint step, step counts, devices, checkpoints."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mpnas.config import OPTIMIZERS, OptimConfig
+from mpnas.data import DomainSet
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_bytes
 
@@ -95,3 +96,30 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
         raise MpnasError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def steps_for(steps: int | None, epochs: float | None, domains: DomainSet, batch_size: int, what: str) -> int:
+    """Steps are given directly, or as epochs of the largest domain's training split (the paper's unit)."""
+    if epochs is not None:
+        largest = max(len(d.splits["train"].images) for d in domains)
+        steps = int(round(epochs * largest / batch_size))
+    if steps is None or steps < 1:
+        raise MpnasError(f"config {what}: needs steps >= 1 (or epochs > 0)")
+    return steps
+
+
+def check_finite(losses: torch.Tensor, names: list[str], step: int, stage: str) -> None:
+    """A NaN or infinite loss ends the run with the domain named, before it poisons the weights."""
+    bad = [n for n, v in zip(names, losses.detach().tolist()) if v != v or v in (float("inf"), float("-inf"))]
+    if bad:
+        raise MpnasError(
+            f"{stage}: loss of domain(s) {', '.join(bad)} is not finite at step {step}; lower the learning rate "
+            f"(config {stage}.optim.lr) or check that domain's labels"
+        )
+
+
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar on stderr with rate and ETA (tqdm is imported here to keep `import mpnas` light)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True, leave=True)

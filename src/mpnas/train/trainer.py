@@ -25,10 +25,9 @@ from mpnas.data import DomainSet, MultiDomainLoader, iterate_split
 from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl, atomic_write_bytes
 from mpnas.nn.merged import MultiPathModel
-from mpnas.search.loop import _check_finite, _progress, steps_for
 from mpnas.space.arch import Architecture
 from mpnas.train.losses import LossCombiner
-from mpnas.train.optim import joint_step, make_optimizer, make_scheduler, resolve_device
+from mpnas.train.optim import check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device, steps_for
 
 WEIGHTS_FORMAT = "mpnas.weights/1"
 
@@ -150,7 +149,7 @@ def train_architecture(
         loader=MultiDomainLoader(domains, tc.batch_size, split="train", seed=cfg.seed, device=device),
     )
     best = copy.deepcopy(model.state_dict())
-    bar = _progress(steps, "train", progress)
+    bar = progress_bar(steps, "train", progress)
     model.train()
     for step in range(state.step, steps):
         frac = step / steps
@@ -158,7 +157,7 @@ def train_architecture(
         loss_vec = torch.stack(
             [F.cross_entropy(model(x, d), y, label_smoothing=tc.label_smoothing) for d, (x, y) in batch.items()]
         )
-        _check_finite(loss_vec, list(batch), step, "train")
+        check_finite(loss_vec, list(batch), step, "train")
         joint_step(combiner, loss_vec, frac, optimizer, state.scheduler, model.parameters(), tc.optim.grad_clip)
         state.step = step + 1
 
