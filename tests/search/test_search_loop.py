@@ -1,0 +1,50 @@
+from dataclasses import replace
+
+import pytest
+
+from mpnas.errors import MpnasError
+from mpnas.io import write_json
+from mpnas.pipeline import build_space, load_data
+from mpnas.search.loop import run_search
+from mpnas.space.latency import measure_table
+
+
+@pytest.fixture(scope="module")
+def domains(tiny_cfg):
+    return load_data(tiny_cfg, progress=False)
+
+
+def test_latency_table_is_the_cost_when_given(tiny_cfg, domains, tmp_path):
+    space = build_space(tiny_cfg)
+    write_json(tmp_path / "lat.json", measure_table(space, repeats=1))
+    cfg = replace(tiny_cfg, search=replace(tiny_cfg.search, latency_table=str(tmp_path / "lat.json")))
+    rows = []
+    arch, _ = run_search(cfg, domains, space, tmp_path, progress=False, log=rows.append)
+    assert arch.meta["cost_unit"] == "ms"
+    # T0 defaults to the reference path's latency, so the logged relative cost is T / T0 in table units
+    assert all(t > 0 for t in arch.meta["targets"].values())
+    assert all(r["cost"] > 0 for r in rows if r["stage"] == "search")
+
+
+def test_latency_table_for_another_resolution_is_rejected(tiny_cfg, domains, tmp_path):
+    other = build_space(replace(tiny_cfg, data=replace(tiny_cfg.data, resolution=24)))
+    write_json(tmp_path / "lat.json", measure_table(other, repeats=1))
+    cfg = replace(tiny_cfg, search=replace(tiny_cfg.search, latency_table=str(tmp_path / "lat.json")))
+    with pytest.raises(MpnasError, match="measured at 24 px"):
+        run_search(cfg, domains, build_space(tiny_cfg), tmp_path, progress=False, log=lambda r: None)
+
+
+def test_shared_controller_gives_every_domain_one_path(tiny_cfg, domains, tmp_path):
+    arch, state = run_search(tiny_cfg, domains, build_space(tiny_cfg), tmp_path, groups={"all": domains.names()},
+                             progress=False, log=lambda r: None)
+    assert list(state.controllers) == ["all"]
+    assert arch.paths["bars"] == arch.paths["colours"]
+
+
+def test_controllers_learn_only_after_rl_start(tiny_cfg, domains, tmp_path):
+    cfg = replace(tiny_cfg, search=replace(tiny_cfg.search, rl_start=0.99))  # RL never starts within 6 steps
+    _, state = run_search(cfg, domains, build_space(cfg), tmp_path, progress=False, log=lambda r: None)
+    for c in state.controllers.values():
+        assert all(l.detach().abs().max().item() == 0.0 for l in c.logits)  # still uniform
+    _, state = run_search(tiny_cfg, domains, build_space(tiny_cfg), tmp_path, progress=False, log=lambda r: None)
+    assert any(l.detach().abs().max().item() > 0 for c in state.controllers.values() for l in c.logits)
