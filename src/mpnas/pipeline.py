@@ -25,6 +25,7 @@ from mpnas.config import RunConfig, dump_yaml, load_yaml
 from mpnas.data import DomainSet, load_domains_from_config
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_text, read_json, write_json
+from mpnas.nn.merged import MultiPathModel
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import architecture_cost, domain_costs
 from mpnas.space.presets import get_space
@@ -99,7 +100,7 @@ def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None
 
 
 def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
-                arch: Architecture | None = None):
+                arch: Architecture | None = None) -> MultiPathModel:
     from mpnas.train.optim import save_checkpoint
     from mpnas.train.trainer import train_architecture
 
@@ -113,9 +114,8 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
     return model
 
 
-def stage_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, model=None,
+def stage_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, model: MultiPathModel | None = None,
                    method: str | None = None) -> dict[str, Any]:
-    from mpnas.nn.merged import MultiPathModel
     from mpnas.train.optim import resolve_device
     from mpnas.train.trainer import evaluate, load_weights
 

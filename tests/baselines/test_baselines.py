@@ -1,7 +1,6 @@
 """Each baseline on the tiny fixture: it builds, trains, and has the structure the paper describes."""
 
 import json
-from dataclasses import replace
 
 import pytest
 

@@ -25,7 +25,7 @@ def bandit_space():
 
 def test_initial_distribution_is_uniform():
     c = Controller(get_space("default"))
-    for key, probs in c.probabilities().items():
+    for probs in c.probabilities().values():
         assert probs == pytest.approx([1 / len(probs)] * len(probs))
 
 

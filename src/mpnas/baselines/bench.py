@@ -174,7 +174,8 @@ def bench_markdown(bench: dict[str, Any], figures: list[str]) -> str:
         params = r["params_total"]["mean"]
         rel = f"{params / ref['params_total']['mean']:.2f}x" if ref else f"{params / 1e6:.2f} M"
         cells = [_fmt(r["top1"][d]) for d in domains]
-        lines.append(f"| {LABELS[m]} | {rel} | {r['macs_total']['mean'] / 1e6:.2f} | " + " | ".join(cells) + f" | **{_fmt(r['mean_top1'], 2)}** |")
+        macs = r["macs_total"]["mean"] / 1e6
+        lines.append(f"| {LABELS[m]} | {rel} | {macs:.2f} | " + " | ".join(cells) + f" | **{_fmt(r['mean_top1'], 2)}** |")
     lines.append("")
     lines += [f"![{f}](figures/{f})" for f in figures]
     ab = bench.get("ablate_loss") or {}
@@ -185,7 +186,8 @@ def bench_markdown(bench: dict[str, Any], figures: list[str]) -> str:
             r = methods.get("mpnas") if kind == "exp_dec" else ab.get(kind)
             if r is None:
                 continue
-            lines.append(f"| {LOSS_LABELS[kind]} | " + " | ".join(_fmt(r["top1"][d]) for d in domains) + f" | **{_fmt(r['mean_top1'], 2)}** |")
+            cells = " | ".join(_fmt(r["top1"][d]) for d in domains)
+            lines.append(f"| {LOSS_LABELS[kind]} | {cells} | **{_fmt(r['mean_top1'], 2)}** |")
         rows = []
         for m in TABLE4_METHODS:
             with_abdp = methods.get(m)
@@ -198,7 +200,8 @@ def bench_markdown(bench: dict[str, Any], figures: list[str]) -> str:
                       "|---|" + "---:|" * (2 * len(rows))]
             for d in domains:
                 lines.append(f"| {d} | " + " | ".join(f"{_fmt(wo['top1'][d])} | {_fmt(w['top1'][d])}" for _, w, wo in rows) + " |")
-            lines.append("| **mean** | " + " | ".join(f"{_fmt(wo['mean_top1'], 2)} | {_fmt(w['mean_top1'], 2)}" for _, w, wo in rows) + " |")
+            means = " | ".join(f"{_fmt(wo['mean_top1'], 2)} | {_fmt(w['mean_top1'], 2)}" for _, w, wo in rows)
+            lines.append(f"| **mean** | {means} |")
     lines.append("")
     return "\n".join(lines)
 

@@ -42,7 +42,11 @@ class ConvBNAct(nn.Sequential):
         bn_momentum: float = 0.1,
     ) -> None:
         depthwise = groups > 1 and groups == in_ch == out_ch
-        conv = DepthwiseConv2d(in_ch, kernel, stride) if depthwise else nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False)
+        conv = (
+            DepthwiseConv2d(in_ch, kernel, stride)
+            if depthwise
+            else nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False)
+        )
         layers: list[nn.Module] = [
             conv,
             nn.BatchNorm2d(out_ch, eps=BN_EPS, momentum=bn_momentum),

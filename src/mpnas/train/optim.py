@@ -118,7 +118,7 @@ def check_finite(losses: torch.Tensor, names: list[str], step: int, stage: str) 
         )
 
 
-def progress_bar(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool) -> Any:
     """A tqdm bar on stderr with rate and ETA (tqdm is imported here to keep `import mpnas` light)."""
     from tqdm import tqdm
 
