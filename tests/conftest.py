@@ -55,3 +55,32 @@ def tiny_cfg(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory):
         **{"data.spec": f"folder:{tiny_root}", "data.resolution": 16,
            "data.cache_dir": str(tmp_path_factory.mktemp("tiny-cache"))},
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_decathlon(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Visual Decathlon devkit tree with two real decathlon domain names and stripped (unlabelled) tests."""
+    import json
+
+    root = tmp_path_factory.mktemp("decathlon-1.0")
+    rng = np.random.default_rng(1)
+    image_id = 1
+    for d, (domain, kind) in enumerate((("svhn", "colours"), ("gtsrb", "bars"))):
+        offset = 10_000_000 * (d + 1)
+        for split, n in (("train", 10), ("val", 4), ("test", 3)):
+            images, annotations = [], []
+            for label in range(3):
+                for _ in range(n):
+                    file_name = f"data/{domain}/{split}/{image_id:06d}.png"
+                    (root / file_name).parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(_draw(kind, label, rng)).save(root / file_name)
+                    images.append({"id": image_id, "file_name": file_name, "width": 12, "height": 12})
+                    annotations.append({"id": image_id, "image_id": image_id, "category_id": offset + label + 1})
+                    image_id += 1
+            data = {"images": images, "categories": [{"id": offset + c + 1, "name": f"c{c}"} for c in range(3)]}
+            if split != "test":
+                data["annotations"] = annotations[::-1]
+            name = f"{domain}_{split}.json" if split != "test" else f"{domain}_test_stripped.json"
+            (root / "annotations").mkdir(exist_ok=True)
+            (root / "annotations" / name).write_text(json.dumps(data))
+    return root

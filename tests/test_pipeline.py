@@ -89,3 +89,15 @@ def test_stage_errors_are_one_line(tmp_path, capsys):
     assert "Traceback" not in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path / "o2"), "--budget", "quick", "--set", "loss.kind=softmax"]) == 2
     assert "loss.kind" in capsys.readouterr().err
+
+
+def test_decathlon_run_scores_on_val_when_test_is_unlabelled(tiny_cfg, tiny_decathlon, tmp_path):
+    from dataclasses import replace
+
+    from mpnas.pipeline import run_all
+
+    cfg = replace(tiny_cfg, data=replace(tiny_cfg.data, spec=f"decathlon:{tiny_decathlon}"))
+    results = run_all(cfg, tmp_path / "run", progress=False)
+    assert {d["eval_split"] for d in results["domains"].values()} == {"val"}
+    assert isinstance(results["decathlon_score"], float) and 0 <= results["decathlon_score"] <= 2000
+    assert "decathlon" in (tmp_path / "run" / "report.md").read_text().lower()
