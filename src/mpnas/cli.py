@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=2, help="number of seeds (seed-start .. seed-start + seeds - 1)")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (split a bench across processes)")
     p.add_argument("--ablate", default=None, help="'loss': retrain with each loss variant (Tables 4 and 5)")
-    p.add_argument("--out", required=True, help="bench directory; finished runs in it are skipped")
+    p.add_argument("--out", required=True, help="bench directory; finished runs in it, and runs another process has claimed, are skipped")
     p.set_defaults(func=_cmd_bench)
 
     for name, help_, func in (

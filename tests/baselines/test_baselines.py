@@ -115,3 +115,35 @@ def test_unknown_method_is_rejected(tiny_cfg, tmp_path):
 
     with pytest.raises(MpnasError, match="unknown method"):
         run_bench(tiny_cfg, ["mpnas", "resnet"], [0], tmp_path, progress=False)
+
+
+def test_bench_split_across_processes_skips_live_claims_and_takes_over_dead_ones(tiny_cfg, tmp_path, monkeypatch):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from mpnas.baselines.bench import CLAIM
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    (tmp_path / "mpnas" / "seed0").mkdir(parents=True)
+    (tmp_path / "mpnas" / "seed0" / CLAIM).write_text(f"{host} {os.getppid()}")  # a live process holds it
+    (tmp_path / "trl" / "seed0").mkdir(parents=True)
+    (tmp_path / "trl" / "seed0" / CLAIM).write_text(f"{host} {dead.pid}")  # its holder died
+    calls = []
+
+    def fake_run(method, cfg, run_dir, domains, progress):
+        assert (run_dir / CLAIM).read_text() == f"{host} {os.getpid()}"  # held while the run goes on
+        calls.append(method)
+
+    monkeypatch.setattr("mpnas.baselines.bench.run_method", fake_run)
+    monkeypatch.setattr("mpnas.baselines.bench.load_data", lambda cfg, progress: {})
+    monkeypatch.setattr("mpnas.baselines.bench.write_bench", lambda out, cfg: {})
+    said = []
+    run_bench(tiny_cfg, ["mpnas", "trl"], [0], tmp_path, progress=False, say=said.append)
+    assert calls == ["trl"]
+    assert any("mpnas seed 0 is being run by another process" in s for s in said)
+    assert (tmp_path / "mpnas" / "seed0" / CLAIM).exists()  # someone else's claim is left alone
+    assert not (tmp_path / "trl" / "seed0" / CLAIM).exists()  # ours is released when the run ends

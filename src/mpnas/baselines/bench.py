@@ -5,6 +5,10 @@
                                         and SP-MN, MDSP-NAS and MRP retrained without ABDP (identity loss)
     DIR/bench.json, DIR/bench.md, DIR/figures/
 
+Several processes (or machines sharing a file system) may run the same bench on one DIR to split the work: each run
+directory is claimed with a `.claim` file created exclusively before it starts, others skip it, and every process
+tabulates whatever has finished when it stops. A claim left by a process that died on this host is taken over.
+
 The loss ablations retrain the searched architecture of the same seed with the other loss (the search itself
 keeps the configured loss), so that only the training objective differs between the rows.
 """
@@ -12,9 +16,13 @@ keeps the configured loss), so that only the training objective differs between 
 from __future__ import annotations
 
 import math
+import os
+import socket
+import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from mpnas.baselines.methods import METHODS, average_results, retrain_with_loss, run_method
 from mpnas.config import RunConfig
@@ -29,8 +37,55 @@ TABLE4_METHODS = ("mdsp-nas", "sp-mn", "mrp", "mpnas")
 LABELS = {"mpnas": "MPNAS", "sd-nas": "SD-NAS", "sp-mn": "SP-MN", "mdsp-nas": "MDSP-NAS", "mrp": "MRP", "trl": "TRL"}
 
 
+CLAIM = ".claim"
+
+
 def _finished(run_dir: Path) -> dict[str, Any] | None:
     return read_json(run_dir / RESULTS, "results file") if (run_dir / RESULTS).is_file() else None
+
+
+def _claim_live(lock: Path) -> bool:
+    """Whether another process holds this claim: a dead pid on this host releases it; other hosts are trusted."""
+    try:
+        host, pid = lock.read_text().split()
+    except FileNotFoundError:
+        return False
+    except ValueError:  # being written right now, or garbage: trust it while it is young
+        return time.time() - lock.stat().st_mtime < 60
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def claimed(run_dir: Path) -> Iterator[bool]:
+    """Yield True when this process owns `run_dir` for the duration of the block, False when another does."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / CLAIM
+    fd = None
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            if _claim_live(lock):
+                break
+            lock.unlink(missing_ok=True)
+    if fd is None:
+        yield False
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{socket.gethostname()} {os.getpid()}")
+    try:
+        yield True
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Path, ablate: str | None = None,
@@ -50,9 +105,13 @@ def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Pat
             if _finished(run_dir):
                 say(f"bench: {method} seed {seed} already finished, skipped")
                 continue
-            domains = domains or load_data(cfg, progress)
-            say(f"bench: running {method} seed {seed} -> {run_dir}")
-            run_method(method, replace(cfg, seed=seed), run_dir, domains, progress)
+            with claimed(run_dir) as mine:
+                if not mine:
+                    say(f"bench: {method} seed {seed} is being run by another process, skipped")
+                    continue
+                domains = domains or load_data(cfg, progress)
+                say(f"bench: running {method} seed {seed} -> {run_dir}")
+                run_method(method, replace(cfg, seed=seed), run_dir, domains, progress)
     if ablate == "loss":
         for seed in seeds:
             domains = _ablate_loss(cfg, out, seed, domains, progress, say)
@@ -68,31 +127,44 @@ def _ablate_loss(cfg: RunConfig, out: Path, seed: int, domains, progress: bool, 
         run_dir = out / "ablate-loss" / kind / f"seed{seed}"
         if _finished(run_dir):
             continue
-        domains = domains or load_data(cfg, progress)
-        weights = _empirical_weights(out, seed) if kind == "empirical" else None
-        say(f"bench: loss ablation {kind} seed {seed} -> {run_dir}")
-        retrain_with_loss(scfg, base, run_dir, domains, kind, f"mpnas+{kind}", weights, progress)
+        with claimed(run_dir) as mine:
+            if not mine:
+                say(f"bench: loss ablation {kind} seed {seed} is being run by another process, skipped")
+                continue
+            domains = domains or load_data(cfg, progress)
+            weights = _empirical_weights(out, seed, say) if kind == "empirical" else None
+            say(f"bench: loss ablation {kind} seed {seed} -> {run_dir}")
+            retrain_with_loss(scfg, base, run_dir, domains, kind, f"mpnas+{kind}", weights, progress)
     for method in ("sp-mn", "mdsp-nas", "mrp"):
         src = out / method / f"seed{seed}"
         run_dir = out / "ablate-loss" / f"{method}+x" / f"seed{seed}"
         if not _finished(src) or _finished(run_dir):
             continue
-        domains = domains or load_data(cfg, progress)
-        say(f"bench: {method} without ABDP seed {seed} -> {run_dir}")
-        if method == "mrp":
-            trials = []
-            for k in range(scfg.baselines.mrp_trials):
-                trials.append(_finished(run_dir / f"trial{k}") or retrain_with_loss(
-                    scfg, src / f"trial{k}", run_dir / f"trial{k}", domains, "x", "mrp+x", None, progress))
-            write_json(run_dir / RESULTS, average_results("mrp+x", trials))
-        else:
-            retrain_with_loss(scfg, src, run_dir, domains, "x", f"{method}+x", None, progress)
+        with claimed(run_dir) as mine:
+            if not mine:
+                say(f"bench: {method} without ABDP seed {seed} is being run by another process, skipped")
+                continue
+            domains = domains or load_data(cfg, progress)
+            say(f"bench: {method} without ABDP seed {seed} -> {run_dir}")
+            if method == "mrp":
+                trials = []
+                for k in range(scfg.baselines.mrp_trials):
+                    trials.append(_finished(run_dir / f"trial{k}") or retrain_with_loss(
+                        scfg, src / f"trial{k}", run_dir / f"trial{k}", domains, "x", "mrp+x", None, progress))
+                write_json(run_dir / RESULTS, average_results("mrp+x", trials))
+            else:
+                retrain_with_loss(scfg, src, run_dir, domains, "x", f"{method}+x", None, progress)
     return domains
 
 
-def _empirical_weights(out: Path, seed: int) -> dict[str, float]:
+def _empirical_weights(out: Path, seed: int, say=print, poll_s: float = 30.0) -> dict[str, float]:
     """The paper doubled the weight of its hardest domain; here the hardest is read off the identity-loss run."""
-    x = _finished(out / "ablate-loss" / "x" / f"seed{seed}")
+    x_dir = out / "ablate-loss" / "x" / f"seed{seed}"
+    if _finished(x_dir) is None and _claim_live(x_dir / CLAIM):
+        say(f"bench: the empirical loss waits for the identity-loss run of seed {seed} (another process)")
+        while _finished(x_dir) is None and _claim_live(x_dir / CLAIM):
+            time.sleep(poll_s)
+    x = _finished(x_dir)
     if x is None:
         raise MpnasError(f"the empirical loss needs the identity-loss run of seed {seed} first")
     hardest = min(x["domains"], key=lambda d: x["domains"][d]["top1"])
