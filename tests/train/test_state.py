@@ -34,6 +34,7 @@ def test_search_state_survives_a_weights_only_checkpoint(tiny_cfg, tmp_path):
         assert fresh.controllers[g].most_likely_path() == state.controllers[g].most_likely_path() == arch.paths[g]
     assert fresh.train_loader.state_dict() == state.train_loader.state_dict()
     assert torch.equal(fresh.generator.get_state(), state.generator.get_state())
+    assert fresh.warm_rng.random() == state.warm_rng.random()  # the warm-up draws continue where they stopped
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):

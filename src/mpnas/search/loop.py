@@ -55,6 +55,7 @@ class SearchState:
     train_loader: MultiDomainLoader
     val_loader: MultiDomainLoader
     generator: torch.Generator
+    warm_rng: random.Random  # the filter and op warm-up draws
     step: int = 0
 
     def state_dict(self) -> dict[str, Any]:
@@ -70,6 +71,7 @@ class SearchState:
             "train_loader": self.train_loader.state_dict(),
             "val_loader": self.val_loader.state_dict(),
             "generator": self.generator.get_state(),
+            "warm_rng": self.warm_rng.getstate(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -85,6 +87,8 @@ class SearchState:
         self.train_loader.load_state_dict(state["train_loader"])
         self.val_loader.load_state_dict(state["val_loader"])
         self.generator.set_state(state["generator"])
+        version, internal, gauss = state["warm_rng"]  # a checkpoint may hand back lists for tuples
+        self.warm_rng.setstate((version, tuple(internal), gauss))
 
 
 class CostModel:
@@ -155,8 +159,8 @@ def run_search(
             domains, sc.val_batch_size or 4 * sc.batch_size, split="val", seed=cfg.seed + 1, augment=False, device=device
         ),
         generator=torch.Generator().manual_seed(cfg.seed),
+        warm_rng=random.Random(cfg.seed),
     )
-    warm_rng = random.Random(cfg.seed)
     rl_first = int(round(sc.rl_start * steps))
     filter_keys = [d.key for d in state.controllers[next(iter(groups))].decisions if d.key.endswith("filters")]
     skip_keys = [d.key for d in state.controllers[next(iter(groups))].decisions if d.key.endswith(".skip")]
@@ -176,9 +180,9 @@ def run_search(
         losses, results = [], {}
         for g, members in groups.items():
             choices = state.controllers[g].sample(state.generator)
-            if sc.filter_warmup and warm_rng.random() < warm_p:
+            if sc.filter_warmup and state.warm_rng.random() < warm_p:
                 choices.update({k: largest[k] for k in filter_keys})
-            if sc.op_warmup and warm_rng.random() < warm_p:
+            if sc.op_warmup and state.warm_rng.random() < warm_p:
                 choices.update({k: False for k in skip_keys})
             geo = space.geometry(space.path_from_choices(choices))
             qualities, costs = [], []
