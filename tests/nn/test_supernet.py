@@ -1,11 +1,12 @@
 import random
+from dataclasses import replace
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mpnas.nn.blocks import PathNet
-from mpnas.nn.dynamic import DynamicBatchNorm2d
+from mpnas.nn.dynamic import DynamicBatchNorm2d, OpMix
 from mpnas.nn.merged import MultiPathModel
 from mpnas.nn.supernet import Supernet
 from mpnas.space.arch import Architecture
@@ -100,6 +101,58 @@ def test_only_chosen_candidates_run_and_get_gradients(space):
         if unchosen:
             assert g is None, name
     assert all(grads[f"layers.b{b}_l0.dw.k5.weight"] is not None for b in range(len(space.blocks)))
+
+
+def _layer_and_geometry(space, net, se: bool):
+    """A skippable (residual) layer of the supernet and its geometry on a path that keeps it."""
+    choices = space.choices_of(space.reference_path())
+    choices["b3.l1.se"] = se
+    geo = next(g for g in space.geometry(space.path_from_choices(choices)).layers if (g.block, g.layer) == (3, 1))
+    return net.layers["b3_l1"], geo
+
+
+def test_op_mix_is_the_average_of_the_options(space, trained_supernet):
+    """Op warm-up: in eval mode everything after the mixing point is affine, so the mixed layer equals the mean
+    of the layer run with each option (and a mixed skip the mean of the layer and the identity)."""
+    net = trained_supernet.eval()
+    key = "d_a"
+    layer, geo = _layer_and_geometry(space, net, se=False)
+    _, geo_se = _layer_and_geometry(space, net, se=True)
+    assert geo.residual and geo_se.se_ch > 0
+    x = torch.randn(3, geo.in_ch, geo.in_res, geo.in_res)
+    with torch.no_grad():
+        each_kernel = [layer(x, replace(geo, kernel=k), key) for k in space.blocks[3].layers[1].kernels]
+        assert torch.allclose(layer(x, geo, key, OpMix(kernel=True)), torch.stack(each_kernel).mean(0), atol=1e-5)
+        with_and_without = (layer(x, geo_se, key) + layer(x, geo, key)) / 2
+        assert torch.allclose(layer(x, geo_se, key, OpMix(se=True)), with_and_without, atol=1e-5)
+        assert torch.allclose(layer(x, geo, key, OpMix(skip=True)), (x + layer(x, geo, key)) / 2, atol=1e-5)
+    net.train()
+
+
+def test_kernel_mix_trains_every_kernel(space):
+    torch.manual_seed(0)
+    net = Supernet(space, {"a": 5})
+    geo = space.geometry(space.reference_path())
+    mix = {(g.block, g.layer): OpMix(kernel=True) for g in geo.layers}
+    net.forward_geometry(torch.randn(2, 3, 32, 32), geo, "a", mix).sum().backward()
+    for g in geo.layers:
+        for k in space.blocks[g.block].layers[g.layer].kernels:
+            assert net.layers[f"b{g.block}_l{g.layer}"].dw[f"k{k}"].weight.grad is not None
+
+
+def test_batch_norm_is_per_domain(space):
+    """The supernet normalises each domain as the merged model will: training on one domain leaves the other's
+    statistics and affine parameters alone, while the convolutions are shared."""
+    torch.manual_seed(0)
+    net = Supernet(space, {"a": 5, "b": 3})
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net(torch.randn(4, 3, 32, 32) + 3.0, space.reference_path(), "a").sum().backward()
+    after = net.state_dict()
+    assert not torch.equal(after["stem.bn.d_a.running_mean"], before["stem.bn.d_a.running_mean"])
+    assert all(torch.equal(after[k], before[k]) for k in after if ".d_b." in k)
+    assert net.stem.bn["d_a"].weight.grad is not None and net.stem.bn["d_b"].weight.grad is None
+    assert net.stem.conv.weight.grad is not None  # one stem conv for both domains
+    assert Supernet(space, {"a": 5, "b": 3}, bn_per_domain=False).stem.bn.keys() == {"shared"}
 
 
 def test_narrow_path_leaves_wide_weights_untouched(space):

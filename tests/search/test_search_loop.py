@@ -5,7 +5,9 @@ import pytest
 from mpnas.errors import MpnasError
 from mpnas.io import write_json
 from mpnas.pipeline import build_space, load_data
-from mpnas.search.loop import run_search
+import random
+
+from mpnas.search.loop import run_search, warm_up
 from mpnas.space.latency import measure_table
 
 
@@ -48,3 +50,38 @@ def test_controllers_learn_only_after_rl_start(tiny_cfg, domains, tmp_path):
         assert all(l.detach().abs().max().item() == 0.0 for l in c.logits)  # still uniform
     _, state = run_search(tiny_cfg, domains, build_space(tiny_cfg), tmp_path, progress=False, log=lambda r: None)
     assert any(l.detach().abs().max().item() > 0 for c in state.controllers.values() for l in c.logits)
+
+
+def test_warm_up_replaces_each_decision_on_its_own(tiny_cfg):
+    """TuNAS's warm-up: with probability p a width takes its largest option and an op choice (kernel, SE, skip)
+    becomes the mix of its options, every decision drawn on its own."""
+    space = build_space(tiny_cfg)
+    decisions = space.decisions()
+    choices = {d.key: min(d.options) for d in decisions}  # narrowest widths, no skip, no SE, smallest kernels
+    choices.update({d.key: True for d in decisions if d.kind == "skip"})  # ... every skippable layer skipped
+
+    same, mix = warm_up(decisions, choices, 0.0, random.Random(0))
+    assert same == choices and mix == {}
+
+    widest, mix = warm_up(decisions, choices, 1.0, random.Random(0))
+    for d in decisions:
+        if d.kind in ("filters", "expansion"):
+            assert widest[d.key] == max(d.options)
+        if d.kind == "skip":
+            assert widest[d.key] is False and mix[d.layer].skip  # the layer runs, at half weight
+        if d.kind == "se":
+            assert widest[d.key] is True and mix[d.layer].se
+        if d.kind == "kernel":
+            assert mix[d.layer].kernel
+
+    only_widths, mix = warm_up(decisions, choices, 1.0, random.Random(0), filters=True, ops=False)
+    assert mix == {} and all(only_widths[d.key] == choices[d.key] for d in decisions if d.kind in ("kernel", "se", "skip"))
+
+    rng = random.Random(1)
+    widths = [d for d in decisions if d.kind in ("filters", "expansion")]
+    fractions = []
+    for _ in range(200):
+        half, _ = warm_up(decisions, choices, 0.5, rng)
+        fractions.append(sum(half[d.key] == max(d.options) for d in widths) / len(widths))
+    assert 0.4 < sum(fractions) / len(fractions) < 0.6
+    assert 0 < min(fractions) < 1 or 0 < max(fractions) < 1  # a mix within one sample: drawn per decision

@@ -13,6 +13,7 @@ statistics of digits and of textures differ too much to share (as in Bilen and V
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
@@ -132,6 +133,20 @@ class DynamicSqueezeExcite(nn.Module):
             se.fc2.bias.copy_(self.fc2_bias[:channels])
 
 
+@dataclass(frozen=True)
+class OpMix:
+    """TuNAS's op warm-up for one layer of the supernet: which op choices run as the uniform mix of their options.
+
+    Early in a search, with a probability that decays to 0, TuNAS replaces a sampled op choice by the average
+    of all its options. Each kernel size owns its depthwise conv, so without this the shared 1x1 convs see a
+    different kernel's features at every step and the supernet hardly learns (benchmarks/RESULTS.md).
+    """
+
+    kernel: bool = False  # average the outputs of every kernel's depthwise conv (each with its batch norm)
+    se: bool = False  # average the layer with and without squeeze-and-excite (the geometry must include SE)
+    skip: bool = False  # average the layer and the identity: x + block(x) / 2 (a skippable, residual layer)
+
+
 class DynamicBottleneck(nn.Module):
     """An inverted bottleneck at max widths, with one depthwise conv per kernel size.
 
@@ -167,15 +182,19 @@ class DynamicBottleneck(nn.Module):
         self.project = DynamicConv2d(exp_ch, out_ch, 1)
         self.project_bn = nn.ModuleDict({key: DynamicBatchNorm2d(o, momentum) for key, (_, _, o) in bn_widths.items()})
 
-    def forward(self, x: Tensor, g: LayerGeometry, key: str = SHARED) -> Tensor:
+    def forward(self, x: Tensor, g: LayerGeometry, key: str = SHARED, mix: OpMix | None = None) -> Tensor:
+        """Run the candidate `g` describes; `mix` (search warm-up only) averages some op choices instead."""
         y = x
         if g.has_expand:
             y = act_fn(self.act, self.expand_bn[key](self.expand(y, g.exp_ch)))
-        k = f"k{g.kernel}"
-        y = act_fn(self.act, self.dw_bn[k][key](self.dw[k](y, g.exp_ch, g.stride)))
+        kernels = list(self.dw) if mix is not None and mix.kernel else [f"k{g.kernel}"]
+        branches = [act_fn(self.act, self.dw_bn[k][key](self.dw[k](y, g.exp_ch, g.stride))) for k in kernels]
+        y = branches[0] if len(branches) == 1 else torch.stack(branches).mean(0)
         if g.se_ch:
-            y = self.se(y, g.se_ch)
+            y = 0.5 * (y + self.se(y, g.se_ch)) if mix is not None and mix.se else self.se(y, g.se_ch)
         y = self.project_bn[key](self.project(y, g.out_ch))
+        if mix is not None and mix.skip:
+            y = 0.5 * y  # the layer and the identity (a skip) averaged: x + (y + 0) / 2
         return x + y if g.residual else y
 
     def extract(self, g: LayerGeometry, key: str = SHARED, bn_momentum: float = 0.1) -> InvertedResidual:
@@ -232,5 +251,6 @@ __all__ = [
     "DynamicSqueezeExcite",
     "DynamicBottleneck",
     "DynamicHead",
+    "OpMix",
     "make_act",
 ]

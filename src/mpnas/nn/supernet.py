@@ -1,9 +1,10 @@
 """The weight-sharing supernetwork: every candidate of a search space, of which a forward pass runs one path.
 
 `forward(x, path)` computes only the chosen candidates at the chosen widths: an unchosen kernel's depthwise
-conv and an unchosen SE module are never called, so they get no gradient (their `.grad` stays None).
+conv and an unchosen SE module are never called, so they get no gradient (their `.grad` stays None). The one
+exception is TuNAS's op warm-up at the start of a search (`OpMix`), which runs every option of some choices.
 
-Batch norm uses sliced running statistics (one max-width set per conv). During search the rewards are taken
+Batch norm uses sliced running statistics (one max-width set per conv, per domain by default). During search the rewards are taken
 with batch statistics (training-mode batch norm, as TuNAS does) because running statistics averaged over many
 random paths describe none of them; running statistics matter only for an extracted path evaluated in eval
 mode, where the sliced statistics make the extracted module and the supernet agree exactly.
@@ -11,26 +12,34 @@ mode, where the sliced statistics make the extracted module and the supernet agr
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from torch import Tensor, nn
 
 from mpnas.nn.blocks import PathNet
-from mpnas.nn.dynamic import SHARED, DynamicBottleneck, DynamicConvBN, DynamicHead, domain_key
+from mpnas.nn.dynamic import SHARED, DynamicBottleneck, DynamicConvBN, DynamicHead, OpMix, domain_key
 from mpnas.space.space import Path, PathGeometry, SearchSpace, make_divisible
 
 
 class Supernet(nn.Module):
+    """`bn_per_domain` (the default) gives every domain its own batch norm, as the merged model has, so that a
+    path is scored with the normalisation it will be trained with; convolutions are shared by all domains."""
+
     def __init__(
         self,
         space: SearchSpace,
         num_classes: dict[str, int],
         dropout: float = 0.2,
         bn_momentum: float = 0.1,
+        bn_per_domain: bool = True,
     ) -> None:
         super().__init__()
         self.space = space
         self.bn_momentum = bn_momentum
+        self.bn_per_domain = bn_per_domain
+        keys = [domain_key(d) for d in num_classes] if bn_per_domain else [SHARED]
         max_stem = max(space.stem_filters)
-        self.stem = DynamicConvBN(3, max_stem, space.stem_kernel, space.stem_act, {SHARED: max_stem}, bn_momentum)
+        self.stem = DynamicConvBN(3, max_stem, space.stem_kernel, space.stem_act, {k: max_stem for k in keys}, bn_momentum)
         layers = {}
         in_max = max_stem
         for b, block in enumerate(space.blocks):
@@ -40,28 +49,37 @@ class Supernet(nn.Module):
                 se_max = make_divisible(exp_max * space.se_ratio) if True in layer.se else 0
                 layers[f"b{b}_l{l}"] = DynamicBottleneck(
                     in_max, exp_max, out_max, layer.kernels, se_max, layer.act,
-                    {SHARED: (in_max, exp_max, out_max)}, bn_momentum,
+                    {k: (in_max, exp_max, out_max) for k in keys}, bn_momentum,
                 )
                 in_max = out_max
         self.layers = nn.ModuleDict(layers)
-        self.head = DynamicHead(in_max, space.head_filters, space.head_hidden, space.head_act, (SHARED,), dropout, bn_momentum)
+        self.head = DynamicHead(in_max, space.head_filters, space.head_hidden, space.head_act, tuple(keys), dropout, bn_momentum)
         self.classifiers = nn.ModuleDict({domain_key(d): nn.Linear(self.head.out_features, n) for d, n in num_classes.items()})
 
     def forward(self, x: Tensor, path: Path, domain: str | None = None) -> Tensor:
         return self.forward_geometry(x, self.space.geometry(path), domain)
 
-    def forward_geometry(self, x: Tensor, geo: PathGeometry, domain: str | None = None) -> Tensor:
-        x = self.stem(x, geo.stem)
+    def forward_geometry(self, x: Tensor, geo: PathGeometry, domain: str | None = None,
+                         mix: Mapping[tuple[int, int], OpMix] | None = None) -> Tensor:
+        """The path `geo` describes; `mix` maps (block, layer) to op choices averaged during search warm-up."""
+        key = self._bn_key(domain)
+        x = self.stem(x, geo.stem, key)
         for g in geo.layers:
-            x = self.layers[f"b{g.block}_l{g.layer}"](x, g)
-        return self._classifier(domain)(self.head(x, geo.head))
+            x = self.layers[f"b{g.block}_l{g.layer}"](x, g, key, mix.get((g.block, g.layer)) if mix else None)
+        return self._classifier(domain)(self.head(x, geo.head, key))
 
-    def _classifier(self, domain: str | None) -> nn.Linear:
+    def _domain_key(self, domain: str | None) -> str:
         if domain is None:
             if len(self.classifiers) != 1:
                 raise ValueError("this supernet has several domains: name one")
-            return next(iter(self.classifiers.values()))
-        return self.classifiers[domain_key(domain)]
+            return next(iter(self.classifiers))
+        return domain_key(domain)
+
+    def _bn_key(self, domain: str | None) -> str:
+        return self._domain_key(domain) if self.bn_per_domain else SHARED
+
+    def _classifier(self, domain: str | None) -> nn.Linear:
+        return self.classifiers[self._domain_key(domain)]
 
     def extract(self, path: Path, domain: str | None = None) -> PathNet:
         """A plain single-path network holding copies of this supernet's weights for `path`."""
@@ -69,11 +87,11 @@ class Supernet(nn.Module):
         clf = self._classifier(domain)
         classifier = nn.Linear(clf.in_features, clf.out_features)
         classifier.load_state_dict(clf.state_dict())
-        m = self.bn_momentum
+        m, key = self.bn_momentum, self._bn_key(domain)
         return PathNet(
             geo,
-            self.stem.extract(geo.stem, SHARED, m),
-            nn.Sequential(*(self.layers[f"b{g.block}_l{g.layer}"].extract(g, SHARED, m) for g in geo.layers)),
-            self.head.extract(geo.head, SHARED, m),
+            self.stem.extract(geo.stem, key, m),
+            nn.Sequential(*(self.layers[f"b{g.block}_l{g.layer}"].extract(g, key, m) for g in geo.layers)),
+            self.head.extract(geo.head, key, m),
             classifier,
         )

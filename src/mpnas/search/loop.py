@@ -11,7 +11,8 @@ one domain. That is one code path for all of them.
 
 Before RL starts (the first `rl_start` fraction of steps, 1/8 in the paper) the controllers sample uniformly
 and two warm-ups from TuNAS train the shared weights evenly: with a probability that decays from 1 to 0,
-a sample uses the largest filters (filter warm-up) and keeps every layer (op warm-up: no skips).
+each width choice takes its largest option (filter warm-up) and each op choice (kernel, squeeze-and-excite,
+skip) runs as the average of all its options (op warm-up); see `warm_up`.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from mpnas.config import RunConfig
 from mpnas.data import DomainSet, MultiDomainLoader
 from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl
+from mpnas.nn.dynamic import OpMix
 from mpnas.nn.supernet import Supernet
 from mpnas.search.controller import Controller, reinforce_step
 from mpnas.search.rewards import DEFAULT_BETA, REWARDS, reward
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import geometry_cost
 from mpnas.space.latency import LatencyTable
-from mpnas.space.space import PathGeometry, SearchSpace
+from mpnas.space.space import Decision, PathGeometry, SearchSpace
 from mpnas.train.losses import LossCombiner
 from mpnas.train.optim import check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device, steps_for
 
@@ -162,9 +164,7 @@ def run_search(
         warm_rng=random.Random(cfg.seed),
     )
     rl_first = int(round(sc.rl_start * steps))
-    filter_keys = [d.key for d in state.controllers[next(iter(groups))].decisions if d.key.endswith("filters")]
-    skip_keys = [d.key for d in state.controllers[next(iter(groups))].decisions if d.key.endswith(".skip")]
-    largest = {d.key: max(d.options) for d in space.decisions() if d.key.endswith("filters")}
+    decisions = space.decisions()
 
     bar = progress_bar(steps, "search", progress)
     start = time.perf_counter()
@@ -180,18 +180,17 @@ def run_search(
         losses, results = [], {}
         for g, members in groups.items():
             choices = state.controllers[g].sample(state.generator)
-            if sc.filter_warmup and state.warm_rng.random() < warm_p:
-                choices.update({k: largest[k] for k in filter_keys})
-            if sc.op_warmup and state.warm_rng.random() < warm_p:
-                choices.update({k: False for k in skip_keys})
+            mix: dict[tuple[int, int], OpMix] = {}
+            if warm_p > 0:
+                choices, mix = warm_up(decisions, choices, warm_p, state.warm_rng, sc.filter_warmup, sc.op_warmup)
             geo = space.geometry(space.path_from_choices(choices))
             qualities, costs = [], []
             for d in members:
                 xv, yv = val_batch[d]
                 with torch.no_grad():  # training-mode batch norm: batch statistics, as TuNAS
-                    qualities.append(top1_fraction(supernet.forward_geometry(xv, geo, d), yv))
+                    qualities.append(top1_fraction(supernet.forward_geometry(xv, geo, d, mix), yv))
                 x, y = train_batch[d]
-                losses.append(F.cross_entropy(supernet.forward_geometry(x, geo, d), y))
+                losses.append(F.cross_entropy(supernet.forward_geometry(x, geo, d, mix), y))
                 costs.append(cost_model(d, geo) / targets[d])
             q = sum(qualities) / len(qualities)
             rel_cost = sum(costs) / len(costs)
@@ -239,6 +238,33 @@ def run_search(
               "targets": targets, "groups": groups, "wall_time_s": round(time.perf_counter() - start, 2)},
     )
     return arch, state
+
+
+def warm_up(decisions: list[Decision], choices: dict[str, Any], p: float, rng: random.Random, filters: bool = True,
+            ops: bool = True) -> tuple[dict[str, Any], dict[tuple[int, int], OpMix]]:
+    """TuNAS's warm-up of the shared weights, decided independently for every decision with probability `p`.
+
+    Filter warm-up: a width choice (a block's output filters, a layer's expansion) takes its largest option, so
+    the widest weights are trained. Op warm-up: an op choice (kernel size, squeeze-and-excite, skip) runs as the
+    average of all its options (`OpMix`), so that every kernel's depthwise conv learns features the shared 1x1
+    convs can use. Returns the choices to build the path from and the layers' op mixes.
+    """
+    out = dict(choices)
+    mixed: dict[tuple[int, int], set[str]] = {}
+    for d in decisions:
+        if not rng.random() < p:  # one draw per decision whatever the flags, so the stream does not depend on them
+            continue
+        if d.kind in ("filters", "expansion"):
+            if filters:
+                out[d.key] = max(d.options)
+        elif ops:
+            assert d.layer is not None  # kernel, se and skip decisions belong to a layer
+            mixed.setdefault(d.layer, set()).add(d.kind)
+            if d.kind == "skip":
+                out[d.key] = False  # the layer runs, at half weight
+            elif d.kind == "se":
+                out[d.key] = True  # the geometry then holds the SE width; half of the output skips it
+    return out, {layer: OpMix("kernel" in kinds, "se" in kinds, "skip" in kinds) for layer, kinds in mixed.items()}
 
 
 def _targets(t0: float | dict[str, float] | None, space: SearchSpace, names: list[str], cost: CostModel) -> dict[str, float]:

@@ -70,17 +70,17 @@ class SearchSpace:
         """Every choice with more than one option, in path order. Fixed values are not decisions."""
         out: list[Decision] = []
         if len(self.stem_filters) > 1:
-            out.append(Decision("stem.filters", self.stem_filters))
+            out.append(Decision("stem.filters", self.stem_filters, "filters"))
         for b, block in enumerate(self.blocks):
             if len(block.filters) > 1:
-                out.append(Decision(f"b{b}.filters", block.filters))
+                out.append(Decision(f"b{b}.filters", block.filters, "filters"))
             for l, layer in enumerate(block.layers):
                 cond = (b, l) if layer.skippable else None
                 if layer.skippable:
-                    out.append(Decision(f"b{b}.l{l}.skip", (False, True)))
+                    out.append(Decision(f"b{b}.l{l}.skip", (False, True), "skip", (b, l)))
                 for name, opts in (("kernel", layer.kernels), ("expansion", layer.expansions), ("se", layer.se)):
                     if len(opts) > 1:
-                        out.append(Decision(f"b{b}.l{l}.{name}", opts, cond))
+                        out.append(Decision(f"b{b}.l{l}.{name}", opts, name, (b, l), cond))
         return out
 
     def path_from_choices(self, choices: dict[str, Any]) -> Path:
@@ -137,7 +137,7 @@ class SearchSpace:
         """The middle option of every decision, no layer skipped: the default cost target T0 is its cost."""
         choices = {}
         for d in self.decisions():
-            choices[d.key] = False if d.key.endswith(".skip") else d.options[(len(d.options) - 1) // 2]
+            choices[d.key] = False if d.kind == "skip" else d.options[(len(d.options) - 1) // 2]
         return self.path_from_choices(choices)
 
     def random_path(self, rng: random.Random) -> Path:
@@ -147,7 +147,7 @@ class SearchSpace:
     def largest_path(self) -> Path:
         choices = {}
         for d in self.decisions():
-            choices[d.key] = False if d.key.endswith(".skip") else max(d.options)
+            choices[d.key] = False if d.kind == "skip" else max(d.options)
         return self.path_from_choices(choices)
 
     # -- geometry ---------------------------------------------------------------------------------------
@@ -281,6 +281,8 @@ class SearchSpace:
 class Decision:
     key: str
     options: tuple
+    kind: str  # "filters" (a block's or the stem's output), "expansion", "kernel", "se" or "skip"
+    layer: tuple[int, int] | None = None  # the (block, layer) the decision belongs to; None for filters
     # The (block, layer) whose skip decision gates this one: when that layer is skipped the decision has no
     # effect, so a controller leaves it out of the log-probability (hierarchical sampling).
     gated_by: tuple[int, int] | None = None
