@@ -1,12 +1,14 @@
 """Does the supernet learn during a search as fast as a plain network would?
 
 Trains a fresh supernet on the built-in data the way a search does (one batch per domain per step, joint
-loss, the search's optimiser and schedule), in three settings, and prints each domain's training loss side by
+loss, the search's optimiser and schedule), in five settings, and prints each domain's training loss side by
 side (mean of the last `--tail` steps):
 
-    fixed     every step runs the space's reference path (what a plain network of that shape would do)
-    random    every step draws a uniformly random path per domain (no warm-up)
-    warm-up   the same draws with TuNAS's filter and op warm-up over the first `--warmup` fraction of steps
+    fixed             every step runs the space's reference path (what a plain network of that shape does)
+    kernels           the reference path with each layer's kernel size drawn at random per step and domain
+    kernels+warm-up   the same with TuNAS's filter and op warm-up over the first `--warmup` fraction of steps
+    all               every decision drawn uniformly at random, as a controller does before RL starts
+    all+warm-up       the same with the warm-up
 
 Losses do not depend on the machine's load, so this can run beside other jobs. The seeds are fixed.
 
@@ -30,6 +32,9 @@ from mpnas.search.loop import warm_up
 from mpnas.train.optim import make_optimizer, make_scheduler
 
 
+MODES = ("fixed", "kernels", "kernels+warm-up", "all", "all+warm-up")
+
+
 def train(mode: str, args, domains, space, cfg) -> dict[str, float]:
     torch.manual_seed(0)
     names = domains.names()
@@ -39,6 +44,7 @@ def train(mode: str, args, domains, space, cfg) -> dict[str, float]:
     loader = MultiDomainLoader(domains, args.batch, split="train", seed=0)
     rng, warm_rng = random.Random(0), random.Random(1)
     decisions = space.decisions()
+    reference = space.choices_of(space.reference_path())
     warm_steps = int(round(args.warmup * args.steps))
     history: dict[str, list[float]] = {d: [] for d in names}
     for step in range(args.steps):
@@ -50,7 +56,9 @@ def train(mode: str, args, domains, space, cfg) -> dict[str, float]:
                 path = space.reference_path()
             else:
                 choices = {k.key: rng.choice(k.options) for k in decisions}  # a uniform controller's sample
-                p = 1.0 - step / warm_steps if mode == "warm-up" and step < warm_steps else 0.0
+                if mode.startswith("kernels"):
+                    choices = {k.key: choices[k.key] if k.kind == "kernel" else reference[k.key] for k in decisions}
+                p = 1.0 - step / warm_steps if mode.endswith("warm-up") and step < warm_steps else 0.0
                 if p > 0:
                     choices, mix = warm_up(decisions, choices, p, warm_rng)
                 path = space.path_from_choices(choices)
@@ -77,12 +85,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = resolve_config("default", overrides=[f"data.domains=[{args.domains}]"])
     domains, space = load_data(cfg, progress=False), build_space(cfg)
-    rows = {mode: train(mode, args, domains, space, cfg) for mode in ("fixed", "random", "warm-up")}
+    rows = {mode: train(mode, args, domains, space, cfg) for mode in MODES}
     names = domains.names()
     print(f"training loss of the supernet, mean of the last {args.tail} of {args.steps} steps (batch {args.batch} per domain)")
-    print(f"{'paths':<10}" + "".join(f"{d:>10}" for d in names))
+    print(f"{'paths':<18}" + "".join(f"{d:>10}" for d in names))
     for mode, r in rows.items():
-        print(f"{mode:<10}" + "".join(f"{r[d]:>10.3f}" for d in names))
+        print(f"{mode:<18}" + "".join(f"{r[d]:>10.3f}" for d in names))
 
 
 if __name__ == "__main__":
