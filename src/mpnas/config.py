@@ -106,6 +106,9 @@ class TrainConfig:
     eval_every: int = 200  # steps between per-domain validations ("epochs" of a multi-domain run)
     eval_batch_size: int = 256
     dropout: float = 0.2
+    # Batch norm per domain in every node of the merged model (default), or shared by the domains that share a
+    # node's convolutions, so that only the classifiers are per domain.
+    bn_per_domain: bool = True
 
 
 @dataclass

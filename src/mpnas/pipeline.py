@@ -124,7 +124,7 @@ def stage_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = No
     arch = read_architecture(run_dir)
     domains = domains or load_data(cfg, progress=False)
     if model is None:
-        model = MultiPathModel(arch, dropout=cfg.train.dropout)
+        model = MultiPathModel(arch, dropout=cfg.train.dropout, bn_per_domain=cfg.train.bn_per_domain)
         load_weights(model, run_dir / WEIGHTS)
         model.to(resolve_device(cfg.device))
     top1 = evaluate(model, domains, None, cfg.train.eval_batch_size)
@@ -139,7 +139,7 @@ def results_dict(method: str, cfg: RunConfig, arch: Architecture, domains: Domai
     from mpnas.analysis.metrics import decathlon_score
 
     costs = domain_costs(arch)
-    total = architecture_cost(arch)
+    total = architecture_cost(arch, cfg.train.bn_per_domain)
     return {
         "method": method,
         "data": cfg.data.spec,

@@ -204,10 +204,11 @@ def params_touched(model, domain):
     return ids
 
 
-def test_merged_model_shares_nodes_and_matches_extraction(space):
+@pytest.mark.parametrize("bn_per_domain", [True, False])
+def test_merged_model_shares_nodes_and_matches_extraction(space, bn_per_domain):
     torch.manual_seed(0)
     arch = make_arch(space)
-    model = MultiPathModel(arch)
+    model = MultiPathModel(arch, bn_per_domain=bn_per_domain)
     users = arch.node_users()
     assert set(model.nodes.keys()) == {n.replace(".", "_") for n in users}  # unused nodes absent
     assert any(len(u) > 1 for u in users.values())
@@ -219,6 +220,10 @@ def test_merged_model_shares_nodes_and_matches_extraction(space):
             assert id(mod.project.weight) in touched[d] and id(next(iter(mod.dw.values())).weight) in touched[d]
         for d in set(arch.domains) - set(doms):
             assert id(mod.project.weight) not in touched[d]
+        # batch norm: one per user, or one the users share
+        bn_ids = {d: {id(p) for p in mod.project_bn.parameters()} & touched[d] for d in doms}
+        assert all(len(ids) == 2 for ids in bn_ids.values())
+        assert len(set().union(*bn_ids.values())) == (2 * len(doms) if bn_per_domain else 2)
     # a few training steps so running statistics differ per domain
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for step in range(6):
@@ -246,11 +251,12 @@ def test_shared_node_gradient_flows_from_both_users(space):
     assert w.grad[24:].abs().sum() > 0  # domain b reaches the rest of the same tensor
 
 
-def test_merged_cost_matches_module_and_flop_counter(space):
-    for seed, same in ((0, False), (1, False), (2, True)):
+@pytest.mark.parametrize("bn_per_domain", [True, False])
+def test_merged_cost_matches_module_and_flop_counter(space, bn_per_domain):
+    for seed, same in ((0, False), (1, False), (2, True), (3, False)):
         arch = make_arch(space, seed, same)
-        model = MultiPathModel(arch).eval()
-        cost = architecture_cost(arch)
+        model = MultiPathModel(arch, bn_per_domain=bn_per_domain).eval()
+        cost = architecture_cost(arch, bn_per_domain)
         assert cost.params == n_params(model)
 
         def run_all():
@@ -275,3 +281,32 @@ def test_task_routing_masks_are_fixed_with_the_ratio(space):
     pairs = [(n, n.replace("d_a", "d_c")) for n in masks if "d_a" in n]
     same_width = [(x, y) for x, y in pairs if y in masks and masks[x].shape == masks[y].shape]
     assert any(not torch.equal(masks[x], masks[y]) for x, y in same_width)  # each domain draws its own mask
+
+
+@pytest.mark.parametrize("bn_per_domain", [True, False])
+def test_merged_node_with_an_expanding_and_a_plain_user(bn_per_domain):
+    # expansion 1 drops the expand conv: a node shared by such a user and an expanding one keeps the conv and
+    # the expanding user's batch norm, whether batch norm is per domain or shared
+    space = get_space("paper", resolution=32, width_mult=0.35)
+    rng = random.Random(0)
+    ca, cb = space.choices_of(space.random_path(rng)), space.choices_of(space.random_path(rng))
+    for key in ("b1.filters", "b2.l0.kernel", "b2.l0.se"):
+        cb[key] = ca[key]
+    ca["b2.l0.expansion"], cb["b2.l0.expansion"] = 1.0, 6.0
+    arch = Architecture(space, {"a": space.path_from_choices(ca), "b": space.path_from_choices(cb)}, {"a": 3, "b": 5})
+    node = next(n for n, u in arch.node_users().items() if n.startswith("b2.l0") and len(u) == 2)
+    torch.manual_seed(0)
+    model = MultiPathModel(arch, bn_per_domain=bn_per_domain)
+    assert model.nodes[node.replace(".", "_")].expand is not None
+    assert architecture_cost(arch, bn_per_domain).params == n_params(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for step in range(4):
+        loss = model(torch.randn(4, 3, 32, 32), "ab"[step % 2]).logsumexp(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    for d in arch.domains:
+        with torch.no_grad():
+            assert torch.allclose(model(x, d), model.extract(d).eval()(x), atol=1e-5, rtol=0)

@@ -4,7 +4,8 @@ Each node (one candidate block of one layer) chosen by any domain becomes one `D
 the widest of its users; each user runs its own channel prefix (its own expansion and filter count), so the
 convolution weights of a shared node are the same Parameter objects for every domain that passes through it.
 Nodes no domain chose are absent. The stem and the head are used by every domain; each domain has its own
-classifier and its own batch norm in every node (see `mpnas.nn.dynamic`).
+classifier and, by default, its own batch norm in every node (see `mpnas.nn.dynamic`); `bn_per_domain=False`
+shares batch norm too (sliced statistics, as in the supernet), so that only the classifiers are per domain.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mpnas.nn.blocks import PathNet
-from mpnas.nn.dynamic import DynamicBottleneck, DynamicConvBN, DynamicHead, domain_key
+from mpnas.nn.dynamic import SHARED, DynamicBottleneck, DynamicConvBN, DynamicHead, domain_key
 from mpnas.space.arch import Architecture
 from mpnas.space.space import LayerGeometry
 
@@ -22,19 +23,39 @@ def _module_name(node: str) -> str:
     return node.replace(".", "_")
 
 
+def _bn_widths(users: list[tuple[str, LayerGeometry]]) -> dict[str, tuple[int, int, int]]:
+    """A node's batch-norm widths per key, the widest of the key's users (several users when batch norm is
+    shared). The in-width only tells `DynamicBottleneck` whether the key expands: 0 when some user does."""
+    widths: dict[str, tuple[bool, int, int]] = {}
+    for key, g in users:
+        expands, e, o = widths.get(key, (False, 0, 0))
+        widths[key] = (expands or g.has_expand, max(e, g.exp_ch), max(o, g.out_ch))
+    return {key: (0 if expands else e, e, o) for key, (expands, e, o) in widths.items()}
+
+
 class MultiPathModel(nn.Module):
-    def __init__(self, arch: Architecture, dropout: float = 0.2, bn_momentum: float = 0.1, routing_seed: int = 0) -> None:
+    def __init__(
+        self,
+        arch: Architecture,
+        dropout: float = 0.2,
+        bn_momentum: float = 0.1,
+        routing_seed: int = 0,
+        bn_per_domain: bool = True,
+    ) -> None:
         super().__init__()
         space = arch.space
         self.arch = arch
         self.bn_momentum = bn_momentum
+        self.bn_per_domain = bn_per_domain
         self.geometries = {d: space.geometry(p) for d, p in arch.paths.items()}
         geos = self.geometries
         keys = {d: domain_key(d) for d in arch.domains}
+        self.bn_keys = {d: keys[d] if bn_per_domain else SHARED for d in arch.domains}
+        bn = self.bn_keys
 
         self.stem = DynamicConvBN(
             3, max(g.stem.out_ch for g in geos.values()), space.stem_kernel, space.stem_act,
-            {keys[d]: g.stem.out_ch for d, g in geos.items()}, bn_momentum,
+            {bn[d]: max(h.stem.out_ch for e, h in geos.items() if bn[e] == bn[d]) for d in geos}, bn_momentum,
         )
         users: dict[str, dict[str, LayerGeometry]] = {}
         for d, geo in geos.items():
@@ -51,13 +72,13 @@ class MultiPathModel(nn.Module):
                 (first.kernel,),
                 max(g.se_ch for g in us.values()),
                 first.act,
-                {keys[d]: (g.in_ch, g.exp_ch, g.out_ch) for d, g in us.items()},
+                _bn_widths([(bn[d], g) for d, g in us.items()]),
                 bn_momentum,
             )
         self.nodes = nn.ModuleDict(nodes)
         self.head = DynamicHead(
             max(g.head.in_ch for g in geos.values()), space.head_filters, space.head_hidden, space.head_act,
-            tuple(keys.values()), dropout, bn_momentum,
+            tuple(dict.fromkeys(bn.values())), dropout, bn_momentum,
         )
         self.classifiers = nn.ModuleDict({keys[d]: nn.Linear(self.head.out_features, n) for d, n in arch.num_classes.items()})
 
@@ -78,29 +99,29 @@ class MultiPathModel(nn.Module):
 
     def forward(self, x: Tensor, domain: str) -> Tensor:
         geo = self.geometries[domain]
-        key = domain_key(domain)
-        x = self.stem(x, geo.stem, key)
+        key, bn = domain_key(domain), self.bn_keys[domain]
+        x = self.stem(x, geo.stem, bn)
         layers = geo.layers
         for i, g in enumerate(layers):
-            x = self.nodes[_module_name(g.node)](x, g, key)
+            x = self.nodes[_module_name(g.node)](x, g, bn)
             if self.routing and (i + 1 == len(layers) or layers[i + 1].block != g.block):
                 x = x * getattr(self, f"route_{key}_b{g.block}")
-        return self.classifiers[key](self.head(x, geo.head, key))
+        return self.classifiers[key](self.head(x, geo.head, bn))
 
     def extract(self, domain: str) -> PathNet:
         """A plain network for one domain with copies of its weights: the same outputs in eval mode."""
         if self.routing:
             raise ValueError("a task-routing model has no plain single-path form")
         geo = self.geometries[domain]
-        key = domain_key(domain)
+        key, bn = domain_key(domain), self.bn_keys[domain]
         m = self.bn_momentum
         clf = self.classifiers[key]
         classifier = nn.Linear(clf.in_features, clf.out_features)
         classifier.load_state_dict(clf.state_dict())
         return PathNet(
             geo,
-            self.stem.extract(geo.stem, key, m),
-            nn.Sequential(*(self.nodes[_module_name(g.node)].extract(g, key, m) for g in geo.layers)),
-            self.head.extract(geo.head, key, m),
+            self.stem.extract(geo.stem, bn, m),
+            nn.Sequential(*(self.nodes[_module_name(g.node)].extract(g, bn, m) for g in geo.layers)),
+            self.head.extract(geo.head, bn, m),
             classifier,
         )

@@ -65,13 +65,15 @@ def path_cost(space: SearchSpace, path: Path, num_classes: int) -> Cost:
     return geometry_cost(space.geometry(path), num_classes)
 
 
-def architecture_cost(arch: Architecture) -> Cost:
-    """Cost of the merged model (see the module docstring for what is counted once)."""
+def architecture_cost(arch: Architecture, bn_per_domain: bool = True) -> Cost:
+    """Cost of the merged model (see the module docstring for what is counted once); batch norm per domain
+    unless `bn_per_domain` is False (then one per node, as wide as its widest user)."""
     space = arch.space
     geos = {d: space.geometry(p) for d, p in arch.paths.items()}
     k = space.stem_kernel
     params = 3 * max(g.stem.out_ch for g in geos.values()) * k * k
-    params += sum(2 * g.stem.out_ch for g in geos.values())
+    stem_widths = [g.stem.out_ch for g in geos.values()]
+    params += 2 * (sum(stem_widths) if bn_per_domain else max(stem_widths))
     users: dict[str, list[LayerGeometry]] = {}
     for geo in geos.values():
         for g in geo.layers:
@@ -84,9 +86,12 @@ def architecture_cost(arch: Architecture) -> Cost:
         params += e * kern * kern + e * o
         if se:
             params += 2 * e * se + se + e
-        params += sum(2 * g.exp_ch * (2 if g.has_expand else 1) + 2 * g.out_ch for g in us)  # per-domain BN
+        if bn_per_domain:
+            params += sum(2 * g.exp_ch * (2 if g.has_expand else 1) + 2 * g.out_ch for g in us)
+        else:
+            params += 2 * e * (2 if any(g.has_expand for g in us) else 1) + 2 * o
     h = next(iter(geos.values())).head
-    params += max(g.head.in_ch for g in geos.values()) * h.conv_ch + 2 * h.conv_ch * len(geos)
+    params += max(g.head.in_ch for g in geos.values()) * h.conv_ch + 2 * h.conv_ch * (len(geos) if bn_per_domain else 1)
     if h.hidden:
         params += h.conv_ch * h.hidden + h.hidden
     params += sum((_head_out(geos[d]) + 1) * n for d, n in arch.num_classes.items())

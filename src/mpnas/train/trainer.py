@@ -138,7 +138,7 @@ def train_architecture(
     log = log or (lambda row: append_jsonl(weights_path.parent / "metrics.jsonl", row))
 
     torch.manual_seed(cfg.seed)
-    model = MultiPathModel(arch, dropout=tc.dropout, routing_seed=routing_seed).to(device)
+    model = MultiPathModel(arch, dropout=tc.dropout, routing_seed=routing_seed, bn_per_domain=tc.bn_per_domain).to(device)
     combiner = LossCombiner(cfg.loss, names).to(device)
     optimizer = make_optimizer(tc.optim, list(model.parameters()) + list(combiner.parameters()))
     state = TrainState(
