@@ -106,7 +106,8 @@ def test_bench_skips_finished_methods(bench_dir, tiny_cfg, monkeypatch):
     assert len([s for s in said if "already finished" in s]) == len(M.METHODS)
     assert set(bench["methods"]) == set(M.METHODS)
     md = (bench_dir / "bench.md").read_text()
-    assert "| MPNAS |" in md and "| SP-MN | 1.00x |" in md
+    sp_params = bench["methods"]["sp-mn"]["params_total"]["mean"]
+    assert "| MPNAS |" in md and f"| SP-MN | 1.00x | {sp_params / 1e6:.2f} |" in md
     assert (bench_dir / "figures" / "mean_top1.png").is_file()
 
 

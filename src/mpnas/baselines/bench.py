@@ -238,16 +238,17 @@ def bench_markdown(bench: dict[str, Any], figures: list[str]) -> str:
     lines += [
         "Parameters are relative to SP-MN (one backbone and a head per domain) when SP-MN ran; MACs are those of "
         "classifying one image of every domain (each domain's path, summed).", "",
-        "| method | params | MACs (M) | " + " | ".join(domains) + " | mean |",
-        "|---|---:|---:|" + "---:|" * len(domains) + "---:|",
+        "| method | params | params (M) | MACs (M) | " + " | ".join(domains) + " | mean |",
+        "|---|---:|---:|---:|" + "---:|" * len(domains) + "---:|",
     ]
     for m in order:
         r = methods[m]
         params = r["params_total"]["mean"]
-        rel = f"{params / ref['params_total']['mean']:.2f}x" if ref else f"{params / 1e6:.2f} M"
+        rel = f"{params / ref['params_total']['mean']:.2f}x" if ref else "-"
         cells = [_fmt(r["top1"][d]) for d in domains]
         macs = r["macs_total"]["mean"] / 1e6
-        lines.append(f"| {LABELS[m]} | {rel} | {macs:.2f} | " + " | ".join(cells) + f" | **{_fmt(r['mean_top1'], 2)}** |")
+        lines.append(f"| {LABELS[m]} | {rel} | {params / 1e6:.2f} | {macs:.2f} | " + " | ".join(cells)
+                     + f" | **{_fmt(r['mean_top1'], 2)}** |")
     lines.append("")
     lines += [f"![{f}](figures/{f})" for f in figures]
     ab = bench.get("ablate_loss") or {}
