@@ -234,7 +234,7 @@ def bench_markdown(bench: dict[str, Any], figures: list[str]) -> str:
     lines = ["# Benchmark: MPNAS against the paper's baselines", ""]
     if "data" in bench:
         lines += [f"Data `{bench['data']}`, budget `{bench['budget']}`. Top-1 in percent, mean ± std over seeds "
-                  f"(seeds: {', '.join(str(s) for s in methods[order[0]]['seeds'])}).", ""]
+                  f"(seeds: {', '.join(str(s) for s in methods[order[0]]['seeds'])}); no ± where the seeds agree.", ""]
     lines += [
         "Parameters are relative to SP-MN (one backbone and a head per domain) when SP-MN ran; MACs are those of "
         "classifying one image of every domain (each domain's path, summed).", "",
