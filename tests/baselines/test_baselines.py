@@ -148,3 +148,39 @@ def test_bench_split_across_processes_skips_live_claims_and_takes_over_dead_ones
     assert any("mpnas seed 0 is being run by another process" in s for s in said)
     assert (tmp_path / "mpnas" / "seed0" / CLAIM).exists()  # someone else's claim is left alone
     assert not (tmp_path / "trl" / "seed0" / CLAIM).exists()  # ours is released when the run ends
+
+
+def test_loss_ablation_retrains_each_architecture_with_each_loss(bench_dir, tiny_cfg, monkeypatch):
+    from mpnas.baselines.bench import LOSS_VARIANTS
+    from mpnas.pipeline import read_config
+
+    run_bench(tiny_cfg, ["mpnas", "sp-mn", "mdsp-nas", "mrp"], [0], bench_dir, ablate="loss", progress=False,
+              say=lambda m: None)
+    ab = bench_dir / "ablate-loss"
+    mpnas_paths = Architecture.load(bench_dir / "mpnas" / "seed0" / "architecture.json").paths
+    for kind in (k for k in LOSS_VARIANTS if k != "exp_dec"):  # exp_dec is MPNAS's own run
+        run = ab / kind / "seed0"
+        assert json.loads((run / "results.json").read_text())["method"] == f"mpnas+{kind}"
+        assert read_config(run).loss.kind == kind  # only the loss differs ...
+        assert Architecture.load(run / "architecture.json").paths == mpnas_paths  # ... not the architecture
+    x = json.loads((ab / "x" / "seed0" / "results.json").read_text())
+    hardest = min(x["domains"], key=lambda d: x["domains"][d]["top1"])
+    assert read_config(ab / "empirical" / "seed0").loss.weights == {hardest: 2.0}
+    for method in ("sp-mn", "mdsp-nas"):
+        run = ab / f"{method}+x" / "seed0"
+        assert read_config(run).loss.kind == "x"
+        src = Architecture.load(bench_dir / method / "seed0" / "architecture.json").paths
+        assert Architecture.load(run / "architecture.json").paths == src
+    assert (ab / "mrp+x" / "seed0" / "trial1" / "results.json").is_file()
+
+    md = (bench_dir / "bench.md").read_text()
+    for label in ("| UWL |", "| Empirical |", "| x |", "| x^2 |", "| exp(x/w) |", "| exp(x/w), w increasing |",
+                  "| exp(x/w), w decreasing |"):
+        assert label in md
+    assert "| MDSP-NAS | MDSP-NAS + ABDP | SP-MN | SP-MN + ABDP | MRP | MRP + ABDP | MPNAS | MPNAS + ABDP |" in md
+
+    calls = []  # a second run finds every ablation finished
+    monkeypatch.setattr("mpnas.baselines.bench.retrain_with_loss", lambda *a, **k: calls.append(a))
+    run_bench(tiny_cfg, ["mpnas", "sp-mn", "mdsp-nas", "mrp"], [0], bench_dir, ablate="loss", progress=False,
+              say=lambda m: None)
+    assert calls == []
