@@ -28,10 +28,9 @@ import torch
 from mpnas.baselines.methods import train_and_evaluate
 from mpnas.data import DomainSet
 from mpnas.data.loader import iterate_split
-from mpnas.nn.merged import MultiPathModel
-from mpnas.pipeline import load_data, read_architecture, read_config
+from mpnas.pipeline import load_data, load_trained_model, read_config
 from mpnas.space.arch import Architecture
-from mpnas.train.trainer import evaluate, load_weights
+from mpnas.train.trainer import evaluate
 
 
 def search_quality(runs: list[Path], last: int) -> None:
@@ -69,8 +68,7 @@ def retrain(jobs: list[str], steps: int, out: Path) -> None:
 def bn_recalibrate(run: Path, batches: int) -> None:
     cfg = read_config(run)
     domains = load_data(cfg, progress=False)
-    model = MultiPathModel(read_architecture(run), dropout=cfg.train.dropout, bn_per_domain=cfg.train.bn_per_domain)
-    load_weights(model, run / "model.safetensors")
+    model = load_trained_model(cfg, run)
 
     def show(label: str, top1: dict[str, float]) -> None:
         cells = ", ".join(f"{d} {v:.1f}" for d, v in top1.items())

@@ -114,19 +114,27 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
     return model
 
 
+def load_trained_model(cfg: RunConfig, run_dir: Path, arch: Architecture | None = None) -> MultiPathModel:
+    """The merged model of a trained run directory, with its weights, on the configured device."""
+    from mpnas.train.optim import resolve_device
+    from mpnas.train.trainer import load_weights
+
+    model = MultiPathModel(arch or read_architecture(run_dir), dropout=cfg.train.dropout,
+                           bn_per_domain=cfg.train.bn_per_domain)
+    load_weights(model, run_dir / WEIGHTS)
+    return model.to(resolve_device(cfg.device))
+
+
 def stage_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, model: MultiPathModel | None = None,
                    method: str | None = None) -> dict[str, Any]:
-    from mpnas.train.optim import resolve_device
-    from mpnas.train.trainer import evaluate, load_weights
+    from mpnas.train.trainer import evaluate
 
     t0 = time.perf_counter()
     apply_threads(cfg)
     arch = read_architecture(run_dir)
     domains = domains or load_data(cfg, progress=False)
     if model is None:
-        model = MultiPathModel(arch, dropout=cfg.train.dropout, bn_per_domain=cfg.train.bn_per_domain)
-        load_weights(model, run_dir / WEIGHTS)
-        model.to(resolve_device(cfg.device))
+        model = load_trained_model(cfg, run_dir, arch)
     top1 = evaluate(model, domains, None, cfg.train.eval_batch_size)
     results = results_dict(method or arch.meta.get("method", "mpnas"), cfg, arch, domains, top1)
     mark_stage(run_dir, "evaluate", time.perf_counter() - t0)

@@ -204,6 +204,21 @@ def params_touched(model, domain):
     return ids
 
 
+def assert_extraction_after_training(model, arch, batches) -> None:
+    """A few SGD steps on (domain, images) batches, then each domain's output in eval mode equals its extracted path."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for d, x in batches:
+        loss = model(x, d).logsumexp(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    x = torch.randn(3, 3, 32, 32)
+    for d in arch.domains:
+        with torch.no_grad():
+            assert torch.allclose(model(x, d), model.extract(d).eval()(x), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("bn_per_domain", [True, False])
 def test_merged_model_shares_nodes_and_matches_extraction(space, bn_per_domain):
     torch.manual_seed(0)
@@ -224,19 +239,8 @@ def test_merged_model_shares_nodes_and_matches_extraction(space, bn_per_domain):
         bn_ids = {d: {id(p) for p in mod.project_bn.parameters()} & touched[d] for d in doms}
         assert all(len(ids) == 2 for ids in bn_ids.values())
         assert len(set().union(*bn_ids.values())) == (2 * len(doms) if bn_per_domain else 2)
-    # a few training steps so running statistics differ per domain
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    for step in range(6):
-        d = arch.domains[step % 3]
-        loss = model(torch.randn(6, 3, 32, 32) * (1 + step), d).logsumexp(1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    x = torch.randn(3, 3, 32, 32)
-    for d in arch.domains:
-        with torch.no_grad():
-            assert torch.allclose(model(x, d), model.extract(d).eval()(x), atol=1e-5, rtol=0)
+    # batches of growing scale, so running statistics differ per domain
+    assert_extraction_after_training(model, arch, [(arch.domains[s % 3], torch.randn(6, 3, 32, 32) * (1 + s)) for s in range(6)])
 
 
 def test_shared_node_gradient_flows_from_both_users(space):
@@ -299,14 +303,4 @@ def test_merged_node_with_an_expanding_and_a_plain_user(bn_per_domain):
     model = MultiPathModel(arch, bn_per_domain=bn_per_domain)
     assert model.nodes[node.replace(".", "_")].expand is not None
     assert architecture_cost(arch, bn_per_domain).params == n_params(model)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    for step in range(4):
-        loss = model(torch.randn(4, 3, 32, 32), "ab"[step % 2]).logsumexp(1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    x = torch.randn(2, 3, 32, 32)
-    for d in arch.domains:
-        with torch.no_grad():
-            assert torch.allclose(model(x, d), model.extract(d).eval()(x), atol=1e-5, rtol=0)
+    assert_extraction_after_training(model, arch, [("ab"[s % 2], torch.randn(4, 3, 32, 32)) for s in range(4)])
