@@ -33,13 +33,29 @@ def domain_key(domain: str) -> str:
 
 
 def act_fn(name: str, x: Tensor) -> Tensor:
+    """In place, as the plain modules' activations are: `x` is always a fresh batch-norm or linear output that
+    nothing else reads, and an out-of-place activation would allocate (and later free) one more feature map."""
     if name == "relu":
-        return F.relu(x)
+        return F.relu(x, inplace=True)
     if name == "hswish":
-        return F.hardswish(x)
+        return F.hardswish(x, inplace=True)
     if name == "swish":
-        return F.silu(x)
+        return F.silu(x, inplace=True)
     raise ValueError(f"unknown activation {name!r}")
+
+
+def prefix(t: Tensor, n: int, m: int | None = None) -> Tensor:
+    """`t[:n]` (or `t[:n, :m]`), or `t` itself when that slice is all of it.
+
+    Slicing a max-width weight is not free even at full width: the view costs a dispatch in the forward and, in
+    the backward, a zero-filled max-width gradient for the slice to be copied into. Many layers of a path run
+    at their maximum width, so skipping the no-op slice removes part of the supernet's overhead over a plain
+    network (benchmarks/supernet_vs_standalone.py). Plain indexing, not a generic helper: this runs ~175 times
+    per forward pass and Python-level work per call adds up.
+    """
+    if m is None:
+        return t if t.shape[0] == n else t[:n]
+    return t if t.shape[0] == n and t.shape[1] == m else t[:n, :m]
 
 
 class DynamicBatchNorm2d(nn.Module):
@@ -57,7 +73,7 @@ class DynamicBatchNorm2d(nn.Module):
         c = x.shape[1]
         # Slices of the buffers are views: batch_norm's in-place update of running statistics lands in them.
         return F.batch_norm(
-            x, self.running_mean[:c], self.running_var[:c], self.weight[:c], self.bias[:c],
+            x, prefix(self.running_mean, c), prefix(self.running_var, c), prefix(self.weight, c), prefix(self.bias, c),
             self.training, self.momentum, BN_EPS,
         )
 
@@ -82,12 +98,12 @@ class DynamicConv2d(nn.Module):
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
     def sliced(self, in_ch: int, out_ch: int) -> Tensor:
-        return self.weight[:out_ch] if self.depthwise else self.weight[:out_ch, :in_ch]
+        return prefix(self.weight, out_ch) if self.depthwise else prefix(self.weight, out_ch, in_ch)
 
     def forward(self, x: Tensor, out_ch: int, stride: int = 1) -> Tensor:
         c = x.shape[1]
         if self.depthwise:
-            return depthwise_conv2d(x, self.weight[:c], stride)
+            return depthwise_conv2d(x, prefix(self.weight, c), stride)
         return F.conv2d(x, self.sliced(c, out_ch), None, stride, self.kernel // 2)
 
 
@@ -121,8 +137,8 @@ class DynamicSqueezeExcite(nn.Module):
     def forward(self, x: Tensor, squeeze: int) -> Tensor:
         c = x.shape[1]
         s = x.mean((2, 3), keepdim=True)
-        s = F.relu(F.conv2d(s, self.fc1_weight[:squeeze, :c], self.fc1_bias[:squeeze]))
-        s = F.conv2d(s, self.fc2_weight[:c, :squeeze], self.fc2_bias[:c])
+        s = F.relu(F.conv2d(s, prefix(self.fc1_weight, squeeze, c), prefix(self.fc1_bias, squeeze)), inplace=True)
+        s = F.conv2d(s, prefix(self.fc2_weight, c, squeeze), prefix(self.fc2_bias, c))
         return x * F.hardsigmoid(s)
 
     def copy_to(self, se: nn.Module, channels: int, squeeze: int) -> None:
