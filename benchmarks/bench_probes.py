@@ -28,6 +28,7 @@ import torch
 from mpnas.baselines.methods import train_and_evaluate
 from mpnas.data import DomainSet
 from mpnas.data.loader import iterate_split
+from mpnas.nn.dynamic import DynamicBatchNorm2d
 from mpnas.pipeline import load_data, load_trained_model, read_config
 from mpnas.space.arch import Architecture
 from mpnas.train.trainer import evaluate
@@ -78,15 +79,17 @@ def bn_recalibrate(run: Path, batches: int) -> None:
     recalibrated = {}
     for dom in domains:
         m = copy.deepcopy(model)
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-                mod.reset_running_stats()
-                mod.momentum = None  # cumulative average over the recalibration batches
+        bns = [mod for mod in m.modules() if isinstance(mod, DynamicBatchNorm2d)]
+        for bn in bns:
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0)
         m.train()
         with torch.no_grad():
             for i, (x, _) in enumerate(iterate_split(dom, "train", 64)):
                 if i == batches:
                     break
+                for bn in bns:
+                    bn.momentum = 1.0 / (i + 1)  # the cumulative average of the recalibration batches
                 m(x, dom.name)
         recalibrated[dom.name] = evaluate(m, [dom])[dom.name]
     show(f"statistics re-estimated per domain on {batches} training batches of 64", recalibrated)
