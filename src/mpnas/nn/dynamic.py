@@ -14,7 +14,7 @@ statistics of digits and of textures differ too much to share (as in Bilen and V
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -163,13 +163,21 @@ class OpMix:
     skip: bool = False  # average the layer and the identity: x + block(x) / 2 (a skippable, residual layer)
 
 
+class BNWidths(NamedTuple):
+    """What one batch-norm key of a bottleneck needs: whether it has an expand conv, and its widths."""
+
+    expands: bool
+    exp_ch: int
+    out_ch: int
+
+
 class DynamicBottleneck(nn.Module):
     """An inverted bottleneck at max widths, with one depthwise conv per kernel size.
 
     Weight sharing follows TuNAS: the 1x1 expand and project convs and the SE module are shared by every
     kernel choice; each kernel size owns its depthwise conv and the batch norm after it. The supernet builds
     one per layer with every kernel; the merged model builds one per node, with that node's single kernel.
-    `bn_widths` maps each batch-norm key to its (in, expanded, out) widths.
+    `bn_widths` maps each batch-norm key to its `BNWidths`.
     """
 
     def __init__(
@@ -180,23 +188,21 @@ class DynamicBottleneck(nn.Module):
         kernels: tuple[int, ...],
         se_ch: int,
         act: str,
-        bn_widths: Mapping[str, tuple[int, int, int]],
+        bn_widths: Mapping[str, BNWidths],
         momentum: float = 0.1,
     ) -> None:
         super().__init__()
         self.act = act
         # An expand conv exists when some user expands (MobileNetV3 drops it when the width is unchanged).
-        self.expand = DynamicConv2d(in_ch, exp_ch, 1) if any(e != i for i, e, _ in bn_widths.values()) else None
-        self.expand_bn = nn.ModuleDict(
-            {k: DynamicBatchNorm2d(e, momentum) for k, (i, e, _) in bn_widths.items() if e != i}
-        )
+        self.expand = DynamicConv2d(in_ch, exp_ch, 1) if any(w.expands for w in bn_widths.values()) else None
+        self.expand_bn = nn.ModuleDict({k: DynamicBatchNorm2d(w.exp_ch, momentum) for k, w in bn_widths.items() if w.expands})
         self.dw = nn.ModuleDict({f"k{k}": DynamicConv2d(exp_ch, exp_ch, k, depthwise=True) for k in kernels})
         self.dw_bn = nn.ModuleDict(
-            {f"k{k}": nn.ModuleDict({key: DynamicBatchNorm2d(e, momentum) for key, (_, e, _) in bn_widths.items()}) for k in kernels}
+            {f"k{k}": nn.ModuleDict({key: DynamicBatchNorm2d(w.exp_ch, momentum) for key, w in bn_widths.items()}) for k in kernels}
         )
         self.se = DynamicSqueezeExcite(exp_ch, se_ch) if se_ch else None
         self.project = DynamicConv2d(exp_ch, out_ch, 1)
-        self.project_bn = nn.ModuleDict({key: DynamicBatchNorm2d(o, momentum) for key, (_, _, o) in bn_widths.items()})
+        self.project_bn = nn.ModuleDict({key: DynamicBatchNorm2d(w.out_ch, momentum) for key, w in bn_widths.items()})
 
     def forward(self, x: Tensor, g: LayerGeometry, key: str = SHARED, mix: OpMix | None = None) -> Tensor:
         """Run the candidate `g` describes; `mix` (search warm-up only) averages some op choices instead."""
@@ -268,5 +274,6 @@ __all__ = [
     "DynamicBottleneck",
     "DynamicHead",
     "OpMix",
+    "BNWidths",
     "make_act",
 ]

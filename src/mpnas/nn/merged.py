@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mpnas.nn.blocks import PathNet
-from mpnas.nn.dynamic import SHARED, DynamicBottleneck, DynamicConvBN, DynamicHead, domain_key
+from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicConvBN, DynamicHead, domain_key
 from mpnas.space.arch import Architecture
 from mpnas.space.space import LayerGeometry
 
@@ -23,14 +23,14 @@ def _module_name(node: str) -> str:
     return node.replace(".", "_")
 
 
-def _bn_widths(users: list[tuple[str, LayerGeometry]]) -> dict[str, tuple[int, int, int]]:
-    """A node's batch-norm widths per key, the widest of the key's users (several users when batch norm is
-    shared). The in-width only tells `DynamicBottleneck` whether the key expands: 0 when some user does."""
-    widths: dict[str, tuple[bool, int, int]] = {}
+def _bn_widths(users: list[tuple[str, LayerGeometry]]) -> dict[str, BNWidths]:
+    """A node's batch-norm widths per key: the widest of the key's users (several users when batch norm is
+    shared), with an expand conv's batch norm when any of them expands."""
+    widths: dict[str, BNWidths] = {}
     for key, g in users:
-        expands, e, o = widths.get(key, (False, 0, 0))
-        widths[key] = (expands or g.has_expand, max(e, g.exp_ch), max(o, g.out_ch))
-    return {key: (0 if expands else e, e, o) for key, (expands, e, o) in widths.items()}
+        w = widths.get(key, BNWidths(False, 0, 0))
+        widths[key] = BNWidths(w.expands or g.has_expand, max(w.exp_ch, g.exp_ch), max(w.out_ch, g.out_ch))
+    return widths
 
 
 class MultiPathModel(nn.Module):

@@ -17,7 +17,7 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from mpnas.nn.blocks import PathNet
-from mpnas.nn.dynamic import SHARED, DynamicBottleneck, DynamicConvBN, DynamicHead, OpMix, domain_key
+from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicConvBN, DynamicHead, OpMix, domain_key
 from mpnas.space.space import Path, PathGeometry, SearchSpace, make_divisible
 
 
@@ -49,7 +49,7 @@ class Supernet(nn.Module):
                 se_max = make_divisible(exp_max * space.se_ratio) if True in layer.se else 0
                 layers[f"b{b}_l{l}"] = DynamicBottleneck(
                     in_max, exp_max, out_max, layer.kernels, se_max, layer.act,
-                    {k: (in_max, exp_max, out_max) for k in keys}, bn_momentum,
+                    {k: BNWidths(exp_max != in_max, exp_max, out_max) for k in keys}, bn_momentum,
                 )
                 in_max = out_max
         self.layers = nn.ModuleDict(layers)
