@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=2, help="number of seeds (seed-start .. seed-start + seeds - 1)")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (split a bench across processes)")
     p.add_argument("--ablate", default=None, help="'loss': retrain with each loss variant (Tables 4 and 5)")
+    p.add_argument("--ablate-search", action="store_true",
+                   help="with --ablate loss: search again with each loss instead of retraining MPNAS's architecture")
+    p.add_argument("--front", default=None, metavar="BETA,...",
+                   help="also run MPNAS with these cost exponents (search.beta), drawn as its accuracy-cost front")
     p.add_argument("--out", required=True, help="bench directory; finished runs in it, and runs another process has claimed, are skipped")
     p.set_defaults(func=_cmd_bench)
 
@@ -81,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--budget", default="default", help="quick | default | paper (default: default)")
+    p.add_argument("--budget", default="default", help="quick | default | long | paper (default: default)")
     p.add_argument("--config", default=None, help="YAML file with any subset of the config's fields")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. train.steps=500")
     p.add_argument("--seed", type=int, default=None)
@@ -179,9 +183,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise MpnasError(f"--seeds must be >= 1, got {args.seeds}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    front = []
+    for item in (args.front or "").split(","):
+        if item.strip():
+            try:
+                front.append(float(item))
+            except ValueError:
+                raise MpnasError(f"--front: {item.strip()!r} is not a number (a cost exponent such as -0.15)") from None
+    if args.ablate_search and args.ablate != "loss":
+        raise MpnasError("--ablate-search needs --ablate loss")
     out = Path(args.out)
     run_bench(_run_config(args), methods, range(args.seed_start, args.seed_start + args.seeds), out, args.ablate,
-              progress=not args.quiet, say=lambda msg: print(msg, file=sys.stderr))
+              progress=not args.quiet, say=lambda msg: print(msg, file=sys.stderr), front=front,
+              ablate_search=args.ablate_search)
     print((out / "bench.md").read_text())
     return 0
 

@@ -136,14 +136,16 @@ def stage_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = No
     if model is None:
         model = load_trained_model(cfg, run_dir, arch)
     top1 = evaluate(model, domains, None, cfg.train.eval_batch_size)
-    results = results_dict(method or arch.meta.get("method", "mpnas"), cfg, arch, domains, top1)
+    val = evaluate(model, domains, "val", cfg.train.eval_batch_size)  # for choices that must not see the test split
+    results = results_dict(method or arch.meta.get("method", "mpnas"), cfg, arch, domains, top1, val)
     mark_stage(run_dir, "evaluate", time.perf_counter() - t0)
     results["wall_time_s"] = stage_times(run_dir)
     write_json(run_dir / RESULTS, results)
     return results
 
 
-def results_dict(method: str, cfg: RunConfig, arch: Architecture, domains: DomainSet, top1: dict[str, float]) -> dict[str, Any]:
+def results_dict(method: str, cfg: RunConfig, arch: Architecture, domains: DomainSet, top1: dict[str, float],
+                 val_top1: dict[str, float] | None = None) -> dict[str, Any]:
     from mpnas.analysis.metrics import decathlon_score
 
     costs = domain_costs(arch)
@@ -156,6 +158,7 @@ def results_dict(method: str, cfg: RunConfig, arch: Architecture, domains: Domai
         "domains": {
             d.name: {
                 "top1": round(top1[d.name], 3),
+                "val_top1": None if val_top1 is None else round(val_top1[d.name], 3),
                 "params": costs[d.name].params,
                 "macs": costs[d.name].macs,
                 "num_classes": d.num_classes,

@@ -6,6 +6,8 @@ training steps per domain and seeds.
     sp-mn     a backbone searched on one domain (the largest) and shared by every domain, a head per domain
     mdsp-nas  one controller for all domains, rewarded by their mean accuracy; shared backbone, heads per domain
     mrp       one random path per domain, merged and trained like MPNAS, averaged over several trials
+    mrp-matched  per domain, a random path whose cost is within ±5% of that domain's MPNAS path of the same
+              seed (rejection sampling), merged and trained exactly like MPNAS: what the search itself adds
     trl       task routing layers: a fixed random channel mask per domain after every block, on a fixed
               MobileNetV3-like backbone (the space's reference path)
 
@@ -27,6 +29,7 @@ from mpnas.data import DomainSet
 from mpnas.errors import MpnasError
 from mpnas.io import read_json, write_json
 from mpnas.pipeline import (
+    ARCH,
     RESULTS,
     build_space,
     load_data,
@@ -38,17 +41,31 @@ from mpnas.pipeline import (
     write_config,
 )
 from mpnas.space.arch import Architecture
+from mpnas.search.loop import CostModel
 from mpnas.space.cost import domain_costs
+from mpnas.train.optim import steps_for
 
-METHODS = ("mpnas", "sd-nas", "sp-mn", "mdsp-nas", "mrp", "trl")
+METHODS = ("mpnas", "sd-nas", "sp-mn", "mdsp-nas", "mrp", "trl", "mrp-matched")
+# Methods that need the MPNAS run of the same seed (in the same bench directory) before they can start.
+NEEDS_MPNAS = ("mrp-matched",)
+MATCH_TOLERANCE = 0.05  # mrp-matched: |cost / MPNAS cost - 1| at most this, per domain
+MATCH_MAX_DRAWS = 200_000
 
 
-def run_method(method: str, cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run one method end to end into `run_dir`; returns its results (also written to results.json)."""
+def run_method(method: str, cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
+               mpnas_dir: Path | None = None) -> dict[str, Any]:
+    """Run one method end to end into `run_dir`; returns its results (also written to results.json).
+
+    `mpnas_dir` is the finished MPNAS run of the same seed, for the methods in NEEDS_MPNAS."""
     if method not in METHODS:
         raise MpnasError(f"method {method!r} unknown; choose from {', '.join(METHODS)}")
     domains = domains or load_data(cfg, progress)
+    cfg = fix_steps(cfg, domains)
     write_config(run_dir, cfg)
+    if method in NEEDS_MPNAS:
+        if mpnas_dir is None or not (mpnas_dir / ARCH).is_file():
+            raise MpnasError(f"method {method} needs a finished mpnas run of seed {cfg.seed} (its architecture.json)")
+        return _mrp_matched(cfg, run_dir, domains, progress, mpnas_dir)
     runner = {
         "mpnas": _mpnas,
         "sd-nas": _sd_nas,
@@ -110,6 +127,60 @@ def random_architecture(cfg: RunConfig, domains: DomainSet, seed: int) -> Archit
     rng = random.Random(seed)
     return Architecture(space, {d.name: space.random_path(rng) for d in domains}, {d.name: d.num_classes for d in domains},
                         meta={"random_seed": seed})
+
+
+def fix_steps(cfg: RunConfig, domains: DomainSet) -> RunConfig:
+    """Turn epoch budgets into step counts of the whole domain set, so that every method, and every single-domain
+    search or training inside one (SD-NAS, SP-MN), takes the same number of steps per domain.
+
+    An epoch is one pass over the largest domain's training split. Counted inside SD-NAS's per-domain runs, it
+    would be an epoch of each small domain, and SD-NAS would get a fraction of the joint methods' steps."""
+    search = replace(cfg.search, steps=steps_for(cfg.search.steps, cfg.search.epochs, domains, cfg.search.batch_size, "search"),
+                     epochs=None)
+    train = replace(cfg.train, steps=steps_for(cfg.train.steps, cfg.train.epochs, domains, cfg.train.batch_size, "train"),
+                    epochs=None)
+    return replace(cfg, search=search, train=train)
+
+
+def matched_random_architecture(cfg: RunConfig, domains: DomainSet, reference: Architecture, seed: int,
+                                tolerance: float = MATCH_TOLERANCE, max_draws: int = MATCH_MAX_DRAWS) -> Architecture:
+    """Per domain, the first uniformly random path whose cost is within `tolerance` of `reference`'s path.
+
+    The cost is the search's own (MACs, or latency when `search.latency_table` is set), so the comparison holds
+    the searched quantity fixed and varies only which path was chosen. The number of draws and the matched
+    costs are recorded in the architecture's metadata."""
+    space = build_space(cfg)
+    if reference.space.to_dict() != space.to_dict():
+        raise MpnasError("mrp-matched: the MPNAS run was searched in another space than this config builds")
+    num_classes = {d.name: d.num_classes for d in domains}
+    cost = CostModel(space, num_classes, cfg.search.latency_table)
+    rng = random.Random(seed)
+    paths, match = {}, {}
+    for d in domains:
+        target = cost(d.name, space.geometry(reference.paths[d.name]))
+        draws = 0
+        while True:
+            draws += 1
+            path = space.random_path(rng)
+            value = cost(d.name, space.geometry(path))
+            if abs(value / target - 1) <= tolerance:
+                break
+            if draws >= max_draws:
+                raise MpnasError(f"mrp-matched: no random path of domain {d.name} within {tolerance:.0%} of the MPNAS path's "
+                                  f"cost {target:.4g} {cost.unit} in {max_draws} draws")
+        paths[d.name] = path
+        match[d.name] = {"target": target, "cost": value, "ratio": round(value / target, 4), "draws": draws}
+    return Architecture(space, paths, num_classes,
+                        meta={"random_seed": seed, "cost_unit": cost.unit, "tolerance": tolerance, "matched": match})
+
+
+def _mrp_matched(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, mpnas_dir: Path) -> dict[str, Any]:
+    reference = Architecture.load(mpnas_dir / ARCH)
+    if reference.domains != domains.names():
+        raise MpnasError(f"mrp-matched: the MPNAS run {mpnas_dir} has domains {reference.domains}, the data {domains.names()}")
+    arch = matched_random_architecture(cfg, domains, reference, seed=7919 + cfg.seed)
+    arch.meta["matched_to"] = str(mpnas_dir)
+    return train_and_evaluate(cfg, run_dir, domains, arch, "mrp-matched", progress)
 
 
 def _mrp(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
@@ -221,4 +292,5 @@ def retrain_with_loss(cfg: RunConfig, arch_dir: Path, run_dir: Path, domains: Do
     return train_and_evaluate(replace(cfg, loss=loss), run_dir, domains, arch, method, progress, report=False)
 
 
-__all__ = ["METHODS", "run_method", "train_and_evaluate", "random_architecture", "average_results", "retrain_with_loss"]
+__all__ = ["METHODS", "NEEDS_MPNAS", "fix_steps", "matched_random_architecture", "run_method", "train_and_evaluate",
+           "random_architecture", "average_results", "retrain_with_loss"]
