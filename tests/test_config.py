@@ -43,7 +43,7 @@ def test_precedence_budget_file_flags_overrides(tmp_path):
 
 
 def test_budgets_exist_and_paper_uses_the_papers_settings():
-    assert set(BUDGETS) == {"quick", "default", "paper"}
+    assert set(BUDGETS) == {"quick", "default", "long", "paper"}
     paper = budget_config("paper")
     assert paper.search.epochs == 90 and paper.train.epochs == 360
     assert paper.search.batch_size == 1024 and paper.train.batch_size == 416
@@ -51,3 +51,17 @@ def test_budgets_exist_and_paper_uses_the_papers_settings():
     assert paper.search.rl_start == 0.125 and paper.data.resolution == 72 and paper.space.preset == "paper"
     with pytest.raises(MpnasError, match="budget 'huge' unknown"):
         budget_config("huge")
+
+
+def test_search_quality_and_samples_are_validated_by_field():
+    with pytest.raises(MpnasError, match="search.quality"):
+        resolve_config("quick", overrides=["search.quality=loss"])
+    with pytest.raises(MpnasError, match="search.samples_per_step"):
+        resolve_config("quick", overrides=["search.samples_per_step=0"])
+
+
+def test_paper_budget_does_not_clip_gradients_and_long_trains_three_times_default():
+    paper = budget_config("paper")
+    assert paper.search.optim.grad_clip is None and paper.train.optim.grad_clip is None
+    assert budget_config("default").train.optim.grad_clip == 5.0
+    assert budget_config("long").train.steps == 3 * budget_config("default").train.steps

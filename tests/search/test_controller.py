@@ -85,3 +85,48 @@ def test_rewards_match_their_formulas():
     assert reward("mnas", 0.5, 30.0, 60.0, -0.07) > reward("mnas", 0.5, 60.0, 60.0, -0.07)
     with pytest.raises(MpnasError, match="not one of"):
         reward("latency", 0.5, 1.0, 1.0, -0.07)
+
+
+def test_leave_one_out_step_uses_every_sample_against_the_others():
+    from mpnas.search.controller import reinforce_loo_step
+
+    c = Controller(bandit_space())
+    gen = torch.Generator().manual_seed(1)
+    samples = [(c.sample(gen), r) for r in (1.0, 0.0, 0.5)]
+    # expected gradient of the loss -(1/K) sum_k (r_k - mean of the others) log p(a_k), built by hand
+    ref = Controller(bandit_space())
+    adv = [1.0 - 0.25, 0.0 - 0.75, 0.5 - 0.5]
+    loss = -sum(a * ref.log_prob(ch) for a, (ch, _) in zip(adv, samples)) / 3
+    loss.backward()
+    calls = []
+    original = c.log_prob
+    c.log_prob = lambda ch: calls.append(ch) or original(ch)  # count the log-probabilities in the update
+    opt = torch.optim.SGD(c.parameters(), lr=1.0)
+    before = [p.detach().clone() for p in c.parameters()]
+    got = reinforce_loo_step(c, opt, samples)
+    assert got.tolist() == pytest.approx(adv)
+    assert len(calls) == 3
+    for p0, p1, r in zip(before, c.parameters(), ref.parameters()):
+        g = r.grad if r.grad is not None else torch.zeros_like(p0)
+        assert torch.allclose(p0 - p1, g, atol=1e-6)  # SGD with lr 1: the step is the gradient
+    with pytest.raises(ValueError):
+        reinforce_loo_step(c, opt, samples[:1])
+
+
+def test_leave_one_out_controller_converges_on_a_bandit():
+    from mpnas.search.controller import reinforce_loo_step
+
+    torch.manual_seed(0)
+    c = Controller(bandit_space())
+    opt = torch.optim.Adam(c.parameters(), lr=0.05, betas=(0.0, 0.999))
+    gen = torch.Generator().manual_seed(0)
+    noise = random.Random(0)
+    for _ in range(150):
+        shared = noise.gauss(0, 0.5)  # a batch effect common to the K paths scored together: it must cancel
+        samples = []
+        for _ in range(4):
+            ch = c.sample(gen)
+            samples.append((ch, 0.5 * (ch["b0.l0.kernel"] == 5) + 0.5 * (ch["b0.filters"] == 16) + shared))
+        reinforce_loo_step(c, opt, samples)
+    probs = c.probabilities()
+    assert probs["b0.l0.kernel"][1] >= 0.9 and probs["b0.filters"][1] >= 0.9

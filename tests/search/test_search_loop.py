@@ -85,3 +85,41 @@ def test_warm_up_replaces_each_decision_on_its_own(tiny_cfg):
         fractions.append(sum(half[d.key] == max(d.options) for d in widths) / len(widths))
     assert 0.4 < sum(fractions) / len(fractions) < 0.6
     assert 0 < min(fractions) < 1 or 0 < max(fractions) < 1  # a mix within one sample: drawn per decision
+
+
+def test_several_paths_per_step_score_k_paths_and_update_with_k_log_probabilities(tiny_cfg, domains, tmp_path, monkeypatch):
+    import mpnas.search.loop as loop
+
+    calls = []
+    real = loop.reinforce_loo_step
+    monkeypatch.setattr(loop, "reinforce_loo_step", lambda c, o, samples: calls.append(len(samples)) or real(c, o, samples))
+    cfg = replace(tiny_cfg, search=replace(tiny_cfg.search, samples_per_step=3, rl_start=0.5))
+    rows = []
+    arch, state = run_search(cfg, domains, build_space(cfg), tmp_path, progress=False, log=rows.append)
+    rl_steps = cfg.search.steps - round(cfg.search.rl_start * cfg.search.steps)
+    assert calls == [3] * (rl_steps * len(domains.names()))  # one update per controller and RL step, K samples each
+    logged = [r for r in rows if r["stage"] == "search"]
+    assert {r["paths_scored"] for r in logged if r["rl_active"]} == {3}
+    assert {r["paths_scored"] for r in logged if not r["rl_active"]} == {1}  # warm-up scores only the trained path
+    assert arch.meta["samples_per_step"] == 3
+    assert any(l.detach().abs().max().item() > 0 for c in state.controllers.values() for l in c.logits)
+
+
+def test_quality_prob_is_the_mean_probability_of_the_true_class():
+    import torch
+
+    from mpnas.config import SearchConfig
+    from mpnas.search.loop import _score
+
+    class Fixed:
+        def forward_geometry(self, x, geo, d, mix):
+            return torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
+
+    y = torch.tensor([0, 0, 0])
+    batch = {"a": (torch.zeros(3, 3, 4, 4), y)}
+    p = torch.softmax(Fixed().forward_geometry(None, None, None, None), 1)[:, 0].mean().item()
+    sc = replace(SearchConfig(), quality="prob", reward="abs", beta=0.0)
+    r = _score(Fixed(), None, ["a"], batch, {}, sc, lambda d, g: 1.0, {"a": 1.0}, 0.0)
+    assert r["quality"] == pytest.approx(p) and r["top1"]["a"] == pytest.approx(2 / 3)
+    r = _score(Fixed(), None, ["a"], batch, {}, replace(sc, quality="top1"), lambda d, g: 1.0, {"a": 1.0}, 0.0)
+    assert r["quality"] == pytest.approx(2 / 3)

@@ -2,7 +2,8 @@
 
 As in TuNAS: one categorical distribution per decision of the space, logits starting at 0 (uniform), and
 hierarchical sampling: a decision inside a layer the sample skips has no effect, so it is left out of the
-log-probability and the entropy. Updates are REINFORCE with a moving-average reward baseline.
+log-probability and the entropy. Updates are REINFORCE with a moving-average reward baseline, or, when several
+paths are scored per step on the same validation batch, with a leave-one-out baseline (`reinforce_loo_step`).
 """
 
 from __future__ import annotations
@@ -88,3 +89,22 @@ def reinforce_step(
         loss.backward()
         optimizer.step()
     return reward if baseline is None else momentum * baseline + (1 - momentum) * reward
+
+
+def reinforce_loo_step(controller: Controller, optimizer: torch.optim.Optimizer, samples: list[tuple[dict[str, Any], float]]) -> Tensor:
+    """One REINFORCE update from K >= 2 paths scored on the same validation batch, each measured against the mean
+    reward of the other K - 1 (leave-one-out; Kool et al., 2019). Returns the K advantages.
+
+    Scoring every path on the same images pairs them: how hard this batch happens to be moves all K rewards
+    together and cancels in the advantages, which a moving average over earlier batches cannot do. The estimate
+    stays unbiased because each baseline is independent of its own sample."""
+    k = len(samples)
+    if k < 2:
+        raise ValueError("reinforce_loo_step needs at least two samples")
+    rewards = torch.tensor([r for _, r in samples], dtype=torch.float32)
+    advantages = rewards - (rewards.sum() - rewards) / (k - 1)
+    loss = -sum(a * controller.log_prob(c) for a, (c, _) in zip(advantages.tolist(), samples)) / k
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return advantages

@@ -32,7 +32,7 @@ from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl
 from mpnas.nn.dynamic import OpMix
 from mpnas.nn.supernet import Supernet
-from mpnas.search.controller import Controller, reinforce_step
+from mpnas.search.controller import Controller, reinforce_loo_step, reinforce_step
 from mpnas.search.rewards import DEFAULT_BETA, REWARDS, reward
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import geometry_cost
@@ -184,18 +184,20 @@ def run_search(
             if warm_p > 0:
                 choices, mix = warm_up(decisions, choices, warm_p, state.warm_rng, sc.filter_warmup, sc.op_warmup)
             geo = space.geometry(space.path_from_choices(choices))
-            qualities, costs = [], []
+            r = _score(supernet, geo, members, val_batch, mix, sc, cost_model, targets, beta)
             for d in members:
-                xv, yv = val_batch[d]
-                with torch.no_grad():  # training-mode batch norm: batch statistics, as TuNAS
-                    qualities.append(top1_fraction(supernet.forward_geometry(xv, geo, d, mix), yv))
                 x, y = train_batch[d]
                 losses.append(F.cross_entropy(supernet.forward_geometry(x, geo, d, mix), y))
-                costs.append(cost_model(d, geo) / targets[d])
-            q = sum(qualities) / len(qualities)
-            rel_cost = sum(costs) / len(costs)
-            results[g] = {"choices": choices, "quality": q, "reward": reward(sc.reward, q, rel_cost, 1.0, beta),
-                          "cost": rel_cost, "qualities": dict(zip(members, qualities))}
+            r["choices"] = choices
+            # Extra paths, scored on the same validation batch (forward passes only), for a leave-one-out update.
+            r["extra"] = []
+            if rl_active:
+                for _ in range(sc.samples_per_step - 1):
+                    extra = state.controllers[g].sample(state.generator)
+                    scored = _score(supernet, space.geometry(space.path_from_choices(extra)), members, val_batch, {}, sc,
+                                    cost_model, targets, beta)
+                    r["extra"].append((extra, scored["reward"]))
+            results[g] = r
 
         loss_vec = torch.stack(losses)
         check_finite(loss_vec, [d for m in groups.values() for d in m], step, "search")
@@ -203,10 +205,17 @@ def run_search(
 
         for g, r in results.items():
             r["baseline"] = state.baselines[g]  # the baseline this step's advantage is measured against
-            state.baselines[g] = reinforce_step(
-                state.controllers[g], state.controller_optimizers[g], r["choices"], r["reward"], state.baselines[g],
-                sc.baseline_momentum, learn=rl_active,
-            )
+            if r["extra"]:
+                samples = [(r["choices"], r["reward"]), *r["extra"]]
+                reinforce_loo_step(state.controllers[g], state.controller_optimizers[g], samples)
+                mean_r = sum(x for _, x in samples) / len(samples)
+                b = state.baselines[g]
+                state.baselines[g] = mean_r if b is None else sc.baseline_momentum * b + (1 - sc.baseline_momentum) * mean_r
+            else:
+                state.baselines[g] = reinforce_step(
+                    state.controllers[g], state.controller_optimizers[g], r["choices"], r["reward"], state.baselines[g],
+                    sc.baseline_momentum, learn=rl_active,
+                )
         state.step = step + 1
 
         if step % sc.log_every == 0 or step == steps - 1:
@@ -217,6 +226,7 @@ def run_search(
                 for d in members:
                     log({"stage": "search", "step": step, "domain": d, "controller": g,
                          "loss": per_domain_loss[d], "quality": results[g]["qualities"][d],
+                         "top1": results[g]["top1"][d], "paths_scored": 1 + len(results[g]["extra"]),
                          "cost": results[g]["cost"], "reward": results[g]["reward"],
                          "baseline": results[g]["baseline"], "entropy": c.entropy().item(),
                          "expected_cost": exp_cost, "rl_active": rl_active, "lr": state.scheduler.get_last_lr()[0]})
@@ -235,9 +245,35 @@ def run_search(
         {d: paths[d] for d in names},
         num_classes,
         meta={"search_steps": steps, "seed": cfg.seed, "reward": sc.reward, "beta": beta, "cost_unit": cost_model.unit,
+              "quality": sc.quality, "samples_per_step": sc.samples_per_step,
               "targets": targets, "groups": groups, "wall_time_s": round(time.perf_counter() - start, 2)},
     )
     return arch, state
+
+
+def _score(supernet: Supernet, geo: PathGeometry, members: list[str], val_batch: dict[str, Any],
+           mix: dict[tuple[int, int], OpMix], sc: Any, cost_model: CostModel, targets: dict[str, float],
+           beta: float) -> dict[str, Any]:
+    """A path's quality Q on this step's validation batch of each member domain, its relative cost and reward.
+
+    Q is `search.quality`: top-1 (the paper's), or the mean probability of the true class, which moves with every
+    improvement of the path rather than only when an argmax flips, and so separates paths that are all near chance.
+    Batch norm uses batch statistics (training mode), as TuNAS does; no gradients are taken."""
+    qualities, top1s, costs = [], [], []
+    with torch.no_grad():
+        for d in members:
+            xv, yv = val_batch[d]
+            logits = supernet.forward_geometry(xv, geo, d, mix)
+            top1s.append(top1_fraction(logits, yv))
+            if sc.quality == "prob":
+                qualities.append(torch.softmax(logits.float(), 1).gather(1, yv[:, None]).mean().item())
+            else:
+                qualities.append(top1s[-1])
+            costs.append(cost_model(d, geo) / targets[d])
+    q = sum(qualities) / len(qualities)
+    rel_cost = sum(costs) / len(costs)
+    return {"quality": q, "reward": reward(sc.reward, q, rel_cost, 1.0, beta), "cost": rel_cost,
+            "qualities": dict(zip(members, qualities)), "top1": dict(zip(members, top1s))}
 
 
 def warm_up(decisions: list[Decision], choices: dict[str, Any], p: float, rng: random.Random, filters: bool = True,
