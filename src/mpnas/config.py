@@ -95,6 +95,8 @@ class SearchConfig:
     latency_table: str | None = None  # a table from `mpnas latency-table`; else MACs are the cost
     quality: str = "top1"  # Q of the reward: top1 | prob (mean probability of the true class)
     samples_per_step: int = 1  # paths per controller scored each RL step on one validation batch (>1: leave-one-out)
+    final_candidates: int = 1  # >1: the most likely path and samples of the final controller, ranked by the supernet
+    final_batches: int = 8  # validation batches (of val_batch_size) every final candidate is scored on
     filter_warmup: bool = True  # before rl_start: widths at their largest, with a probability decaying 1 -> 0 (TuNAS)
     op_warmup: bool = True  # before rl_start: op choices as the average of all their options, likewise (TuNAS)
     log_every: int = 10
@@ -352,6 +354,8 @@ def validate(cfg: RunConfig) -> None:
     choice(cfg.search.reward, REWARDS, "search.reward")
     choice(cfg.search.quality, QUALITIES, "search.quality")
     need(cfg.search.samples_per_step >= 1, "search.samples_per_step", f"must be >= 1, got {cfg.search.samples_per_step}")
+    need(cfg.search.final_candidates >= 1, "search.final_candidates", f"must be >= 1, got {cfg.search.final_candidates}")
+    need(cfg.search.final_batches >= 1, "search.final_batches", f"must be >= 1, got {cfg.search.final_batches}")
     choice(cfg.space.preset, SPACE_PRESETS, "space.preset")
     choice(cfg.budget, BUDGETS, "budget")
     need(cfg.data.resolution >= 8, "data.resolution", f"must be >= 8, got {cfg.data.resolution}")

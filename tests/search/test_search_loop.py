@@ -123,3 +123,35 @@ def test_quality_prob_is_the_mean_probability_of_the_true_class():
     assert r["quality"] == pytest.approx(p) and r["top1"]["a"] == pytest.approx(2 / 3)
     r = _score(Fixed(), None, ["a"], batch, {}, replace(sc, quality="top1"), lambda d, g: 1.0, {"a": 1.0}, 0.0)
     assert r["quality"] == pytest.approx(2 / 3)
+
+
+def test_final_selection_keeps_the_best_scored_candidate(tiny_cfg, domains, tmp_path, monkeypatch):
+    import mpnas.search.loop as loop
+
+    scored = []
+    real = loop._score
+
+    def spy(supernet, geo, members, batch, mix, sc, cost_model, targets, beta):
+        r = real(supernet, geo, members, batch, mix, sc, cost_model, targets, beta)
+        scored.append((geo, r["reward"]))
+        return r
+
+    cfg = replace(tiny_cfg, search=replace(tiny_cfg.search, final_candidates=5, final_batches=2))
+    rows = []
+    plain_arch, state = run_search(tiny_cfg, domains, build_space(tiny_cfg), tmp_path / "a", progress=False, log=lambda r: None)
+    plain = {g: c.most_likely_path() for g, c in state.controllers.items()}
+    assert plain_arch.meta["selection"] == {}
+    monkeypatch.setattr(loop, "_score", spy)
+    arch, state = run_search(cfg, domains, build_space(cfg), tmp_path / "b", progress=False, log=rows.append)
+    space = build_space(cfg)
+    for d in domains.names():
+        sel = arch.meta["selection"][d]
+        assert 2 <= sel["candidates"] <= 5 and sel["batches"] == 2
+        assert sel["reward"] >= sel["most_likely_reward"]
+        # the training is unchanged by the option, so candidate 0 is the plain run's most likely path
+        assert (arch.paths[d] == plain[d]) == (sel["chosen"] == 0)
+        chosen = space.geometry(arch.paths[d])
+        final = scored[-2 * sum(arch.meta["selection"][x]["candidates"] for x in domains.names()):]
+        mine = [r for g, r in final if g == chosen]
+        assert len(mine) >= 2 and sum(mine[:2]) / 2 == pytest.approx(sel["reward"], abs=1e-5)
+    assert len([r for r in rows if r["stage"] == "search_select"]) == len(domains.names())

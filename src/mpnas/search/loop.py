@@ -37,7 +37,7 @@ from mpnas.search.rewards import DEFAULT_BETA, REWARDS, reward
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import geometry_cost
 from mpnas.space.latency import LatencyTable
-from mpnas.space.space import Decision, PathGeometry, SearchSpace
+from mpnas.space.space import Decision, Path, PathGeometry, SearchSpace
 from mpnas.train.losses import LossCombiner
 from mpnas.train.optim import check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device, steps_for
 
@@ -236,19 +236,54 @@ def run_search(
         bar.update(1)
     bar.close()
 
-    paths = {}
-    for g, members in groups.items():
-        path = state.controllers[g].most_likely_path()
-        paths.update({d: path for d in members})
+    paths, selection = derive_paths(state, space, groups, sc, cost_model, targets, beta, log)
     arch = Architecture(
         space,
         {d: paths[d] for d in names},
         num_classes,
         meta={"search_steps": steps, "seed": cfg.seed, "reward": sc.reward, "beta": beta, "cost_unit": cost_model.unit,
-              "quality": sc.quality, "samples_per_step": sc.samples_per_step,
+              "quality": sc.quality, "samples_per_step": sc.samples_per_step, "selection": selection,
               "targets": targets, "groups": groups, "wall_time_s": round(time.perf_counter() - start, 2)},
     )
     return arch, state
+
+
+def derive_paths(state: SearchState, space: SearchSpace, groups: dict[str, list[str]], sc: Any, cost_model: CostModel,
+                 targets: dict[str, float], beta: float,
+                 log: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Each domain's path at the end of search.
+
+    With `search.final_candidates` <= 1, each controller's most likely path (the paper's). Otherwise the most
+    likely path and `final_candidates - 1` paths drawn from the controller are all scored by the trained supernet
+    on the same `search.final_batches` validation batches, and the one with the best mean reward is kept. At CPU
+    budgets the controllers end far from converged, so their argmax is close to a random path on the decisions
+    they never learned; one validation batch per RL step is too noisy to fix that, while ranking a few dozen
+    paths on several hundred shared images costs a few forward passes (benchmarks/reward_noise.py)."""
+    paths: dict[str, Path] = {}
+    selection: dict[str, Any] = {}
+    batches = [state.val_loader.next() for _ in range(sc.final_batches)] if sc.final_candidates > 1 else []
+    for g, members in groups.items():
+        ctrl = state.controllers[g]
+        best = ctrl.most_likely_path()
+        if sc.final_candidates > 1:
+            candidates = [best]
+            for _ in range(sc.final_candidates - 1):
+                path = space.path_from_choices(ctrl.sample(state.generator))
+                if path not in candidates:
+                    candidates.append(path)
+            scores = []
+            for path in candidates:
+                geo = space.geometry(path)
+                rewards = [_score(state.supernet, geo, members, b, {}, sc, cost_model, targets, beta)["reward"] for b in batches]
+                scores.append(sum(rewards) / len(rewards))
+            chosen = max(range(len(candidates)), key=lambda i: scores[i])
+            best = candidates[chosen]
+            selection[g] = {"candidates": len(candidates), "chosen": chosen, "reward": round(scores[chosen], 5),
+                            "most_likely_reward": round(scores[0], 5), "batches": len(batches)}
+            if log is not None:
+                log({"stage": "search_select", "controller": g, "domains": members, **selection[g]})
+        paths.update({d: best for d in members})
+    return paths, selection
 
 
 def _score(supernet: Supernet, geo: PathGeometry, members: list[str], val_batch: dict[str, Any],
