@@ -70,6 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bench directory; finished runs in it, and runs another process has claimed, are skipped")
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser("export", help="each domain's path as ONNX checked in onnxruntime, an int8 variant, a manifest")
+    p.add_argument("--run", required=True, help="a trained run directory")
+    p.add_argument("--out", required=True, help="export directory to write (export.json and the model files)")
+    p.add_argument("--format", default="onnx", help="comma-separated formats; onnx is the one available")
+    p.add_argument("--int8", action="store_true", help="also write int8 files (static quantisation on training images)")
+    p.add_argument("--latency-repeats", type=int, default=50, help="timed batch-1 runs per latency figure")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("predict", help="classify image files with a trained run or an export directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="a trained run directory (PyTorch)")
+    src.add_argument("--export", help="an export directory (onnxruntime, from export.json alone)")
+    p.add_argument("--domain", required=True, help="which domain's classifier to use")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--int8", action="store_true", help="with --export: use the int8 files")
+    p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    p.add_argument("paths", nargs="+", help="image files or folders of images")
+    p.set_defaults(func=_cmd_predict)
+
     for name, help_, func in (
         ("train", "train the merged model of a run directory from scratch", "_cmd_train"),
         ("evaluate", "per-domain top-1, parameters, MACs and Jaccard of a trained run", "_cmd_evaluate"),
@@ -197,6 +216,52 @@ def _cmd_bench(args: argparse.Namespace) -> int:
               progress=not args.quiet, say=lambda msg: print(msg, file=sys.stderr), front=front,
               ablate_search=args.ablate_search)
     print((out / "bench.md").read_text())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mpnas.deploy.export import FORMATS, export_run
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise MpnasError(f"--format: {', '.join(unknown)} not available; choose from {', '.join(FORMATS)} "
+                         "(ExecuTorch .pte is not offered yet)")
+    if args.latency_repeats < 1:
+        raise MpnasError(f"--latency-repeats must be >= 1, got {args.latency_repeats}")
+    manifest = export_run(Path(args.run), Path(args.out), int8=args.int8, latency_repeats=args.latency_repeats,
+                          say=lambda m: print(m, file=sys.stderr))
+    print(f"{'domain':<14}{'top-1':>8}{'int8':>8}{'max|diff|':>11}{'ms (1 thr)':>12}{'torch ms':>10}")
+    for d, e in manifest["domains"].items():
+        lat = e["latency_ms"]
+        q = f"{e['top1_int8']:8.2f}" if "top1_int8" in e else f"{'-':>8}"
+        print(f"{d:<14}{e['top1']:8.2f}{q}{e['max_abs_diff']:11.2e}{lat['onnx']['threads_1']:12.3f}"
+              f"{lat['torch_eager']['threads_1']:10.3f}")
+    print(f"manifest: {Path(args.out) / 'export.json'}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from mpnas.deploy.predictor import ExportedPredictor, collect_images, load
+
+    if args.top_k < 1:
+        raise MpnasError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.int8 and not args.export:
+        raise MpnasError("--int8 needs --export")
+    model = ExportedPredictor(args.export, int8=args.int8) if args.export else load(args.run)
+    model.info(args.domain)  # an unknown domain fails before any image is read
+    files = collect_images(args.paths)
+    results = model.predict(files, args.domain, args.top_k)
+    for f, top in zip(files, results):
+        if args.json:
+            print(json.dumps({"image": str(f), "domain": args.domain,
+                              "top": [{"class": c, "probability": round(p, 6)} for c, p in top]}))
+        else:
+            print(f"{f}: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
     return 0
 
 

@@ -4,6 +4,7 @@
     DIR/architecture.json    search: each domain's path and which domains use each node
     DIR/search_state.pt      search: the final search state (supernet, controllers, optimisers, data position)
     DIR/model.safetensors    train: the best weights of the merged model, architecture in the metadata
+    DIR/domains.json         train: class names, resolution and normalisation per domain (for predict, export)
     DIR/train_state.pt       train: the final training state
     DIR/metrics.jsonl        every stage: one JSON row per logged event
     DIR/stages.json          which stages finished and their wall times
@@ -101,6 +102,7 @@ def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None
 
 def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
                 arch: Architecture | None = None) -> MultiPathModel:
+    from mpnas.deploy.info import write_domain_info
     from mpnas.train.optim import save_checkpoint
     from mpnas.train.trainer import train_architecture
 
@@ -109,6 +111,7 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
     arch = arch or read_architecture(run_dir)
     domains = domains or load_data(cfg, progress)
     model, state = train_architecture(cfg, domains, arch, run_dir / WEIGHTS, progress=progress)
+    write_domain_info(run_dir, domains)
     save_checkpoint(run_dir / "train_state.pt", state.state_dict())
     mark_stage(run_dir, "train", time.perf_counter() - t0, best_step=state.best_step, best_val_mean_top1=state.best_score)
     return model

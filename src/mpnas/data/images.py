@@ -16,8 +16,23 @@ class BadImage(Exception):
     """A file that exists but does not decode; callers turn it into an MpnasError or a skip."""
 
 
+def square_pil(im: Image.Image, resolution: int) -> np.ndarray:
+    """A decoded picture to a 3 x R x R uint8 array: upright (EXIF), RGB, shorter side resized to R (bilinear,
+    antialiased), then centre-cropped. The one preprocessing rule of training, evaluation and `predict`."""
+    im = ImageOps.exif_transpose(im).convert("RGB")
+    w, h = im.size
+    if w < 1 or h < 1:
+        raise BadImage("empty image")
+    scale = resolution / min(w, h)
+    nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+    im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top = (nw - resolution) // 2, (nh - resolution) // 2
+    im = im.crop((left, top, left + resolution, top + resolution))
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
+
+
 def decode_square(path: Path, resolution: int) -> np.ndarray:
-    """Decode `path` to a 3 x R x R uint8 array: shorter side resized to R (antialiased), then centre-cropped.
+    """Decode `path` to a 3 x R x R uint8 array with `square_pil`'s rule.
 
     Training augmentation later works on this square only, not on the original picture: a documented shortcut
     that lets a whole domain live in one memory-mapped array.
@@ -26,20 +41,9 @@ def decode_square(path: Path, resolution: int) -> np.ndarray:
         with Image.open(path) as im:
             # JPEG can decode at a reduced scale directly, which is most of the cost for large photos.
             im.draft("RGB", (resolution, resolution))
-            # Phone photos store their orientation in EXIF; apply it so the picture is upright.
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            w, h = im.size
-            if w < 1 or h < 1:
-                raise BadImage("empty image")
-            scale = resolution / min(w, h)
-            nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
-            im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
-            left, top = (nw - resolution) // 2, (nh - resolution) // 2
-            im = im.crop((left, top, left + resolution, top + resolution))
-            arr = np.asarray(im, dtype=np.uint8)
+            return square_pil(im, resolution)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise BadImage(str(exc) or type(exc).__name__) from None
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
 def resize_batch(images: np.ndarray, resolution: int) -> np.ndarray:

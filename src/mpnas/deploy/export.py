@@ -1,0 +1,242 @@
+"""`mpnas export`: each domain's path as an ONNX file checked in onnxruntime, an int8 variant, and a manifest.
+
+    EXPORT_DIR/<domain>.onnx        the extracted plain path (`MultiPathModel.extract`), input `image`
+                                    (N x 3 x R x R, batch axis dynamic), output `logits`
+    EXPORT_DIR/<domain>.int8.onnx   --int8: static post-training quantisation (onnxruntime, QDQ, per-channel
+                                    int8 weights, uint8 activations), calibrated on the domain's training images
+    EXPORT_DIR/export.json          the manifest (`mpnas.export/1`): how to feed each file, its classes, cost,
+                                    accuracy and latency; everything an app needs without mpnas
+
+Every file is run by onnxruntime on the domain's evaluation images before the manifest is written: the largest
+logit difference against PyTorch (eval mode) and the top-1 agreement are recorded, and a difference above
+`MAX_ABS_DIFF` is an error rather than a file. Per-domain files are what a phone loads (onnxruntime has no
+multi-entry model); a shared node's weights are therefore stored once per domain that uses it, and the manifest
+says how much that costs against the merged model's weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from mpnas.data import DomainSet
+from mpnas.data.loader import iterate_split
+from mpnas.deploy.info import RESIZE_RULE, infos_from_domains
+from mpnas.errors import MpnasError
+from mpnas.io import write_json
+
+FORMAT = "mpnas.export/1"
+MAX_ABS_DIFF = 1e-3  # fp32 ONNX against PyTorch; observed differences are ~1e-5
+FORMATS = ("onnx",)
+
+
+def _need_onnx() -> Any:
+    try:
+        import onnxruntime
+        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
+    except ImportError as exc:
+        raise MpnasError(f"export needs the export extra: pip install 'mpnas[export]' ({exc.name} is missing)") from None
+    return onnxruntime
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """torch.onnx logs a line per optional op library it does not find (torchvision); a user needs none of them."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def export_onnx(net: nn.Module, path: Path, resolution: int) -> None:
+    """Export a plain network (normalised N x 3 x R x R -> logits) with a dynamic batch axis."""
+    import warnings
+
+    net = net.eval()
+    example = torch.zeros(2, 3, resolution, resolution)  # batch >= 2, so the batch axis stays symbolic (timm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with torch.no_grad(), _quiet_exporter(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), str(tmp), input_names=["image"], output_names=["logits"], dynamo=True,
+                          dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},), external_data=False,
+                          verbose=False)
+    os.replace(tmp, path)
+
+
+def session(path: Path, threads: int | None = None) -> Any:
+    ort = _need_onnx()
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run_split(sess: Any, domain: Any, split: str, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a whole split through an onnxruntime session."""
+    logits, labels = [], []
+    for x, y in iterate_split(domain, split, batch_size):
+        logits.append(sess.run(["logits"], {"image": x.numpy()})[0])
+        labels.append(y.numpy())
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def quantize_int8(src: Path, dst: Path, domain: Any, calibration_images: int = 256) -> None:
+    """Static int8 quantisation (QDQ, per-channel weights) calibrated on `calibration_images` training images."""
+    _need_onnx()
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            batches = []
+            seen = 0
+            for x, _ in iterate_split(domain, "train", 32):
+                batches.append({"image": x.numpy()})
+                seen += len(x)
+                if seen >= calibration_images:
+                    break
+            self._it = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    pre = dst.with_name(f".{dst.stem}.pre.onnx")
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    try:
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        os.replace(tmp, dst)
+    finally:
+        pre.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def _timed(fn: Any) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def latency(path: Path, net: nn.Module, resolution: int, repeats: int, warmup: int = 3) -> dict[str, dict[str, float]]:
+    """Batch-1 median latency (ms) of the ONNX file in onnxruntime and of the module in eager PyTorch, with one thread
+    and with all of this machine's threads. The two runtimes alternate run by run, so that a change in the machine's
+    load affects both sides of their ratio alike."""
+    x = np.zeros((1, 3, resolution, resolution), np.float32)
+    xt = torch.from_numpy(x)
+    out: dict[str, dict[str, float]] = {"onnxruntime": {}, "torch": {}}
+    before = torch.get_num_threads()
+    try:
+        for label, threads in (("threads_1", 1), ("threads_all", os.cpu_count() or 1)):
+            sess = session(path, threads)
+            torch.set_num_threads(threads)
+            times: dict[str, list[float]] = {"onnxruntime": [], "torch": []}
+            with torch.no_grad():
+                for i in range(warmup + repeats):
+                    a = _timed(lambda: sess.run(["logits"], {"image": x}))
+                    b = _timed(lambda: net(xt))
+                    if i >= warmup:
+                        times["onnxruntime"].append(a)
+                        times["torch"].append(b)
+            for k, v in times.items():
+                out[k][label] = round(statistics.median(v), 4)
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def export_run(run_dir: Path, out: Path, int8: bool = False, domains: DomainSet | None = None,
+               latency_repeats: int = 50, say: Any = None) -> dict[str, Any]:
+    """Export a trained run directory; returns the manifest (also written to `out/export.json`)."""
+    from mpnas.pipeline import load_data, load_trained_model, read_config
+    from mpnas.space.cost import architecture_cost, domain_costs
+    from mpnas.train.trainer import evaluate
+
+    say = say or (lambda msg: None)
+    _need_onnx()
+    cfg = replace(read_config(run_dir), device="cpu")
+    model = load_trained_model(cfg, run_dir).eval()
+    arch = model.arch
+    domains = domains or load_data(cfg, progress=False)
+    infos = infos_from_domains(domains)
+    costs = domain_costs(arch)
+    torch_top1 = evaluate(model, domains, None, cfg.train.eval_batch_size)
+    manifest: dict[str, Any] = {"format": FORMAT, "run": str(run_dir), "input_name": "image", "output_name": "logits",
+                                "layout": "NCHW, RGB, float32", "domains": {}}
+    files_bytes = 0
+    for dom in domains:
+        name = dom.name
+        info = infos[name]
+        net = model.extract(name).eval()
+        onnx_path = out / f"{name}.onnx"
+        say(f"export: {name} -> {onnx_path}")
+        export_onnx(net, onnx_path, info.resolution)
+        split = dom.eval_split()
+        sess = session(onnx_path)
+        logits, labels = run_split(sess, dom, split)
+        with torch.no_grad():
+            ref = torch.cat([net(x) for x, _ in iterate_split(dom, split, 256)]).numpy()
+        diff = float(np.abs(logits - ref).max())
+        if diff > MAX_ABS_DIFF:
+            raise MpnasError(f"export of domain {name}: onnxruntime's logits differ from PyTorch's by {diff:.3g} "
+                             f"(more than {MAX_ABS_DIFF}); the file {onnx_path} is not trustworthy")
+        entry: dict[str, Any] = {
+            "onnx": onnx_path.name,
+            "input": [1, 3, info.resolution, info.resolution],
+            "resize": RESIZE_RULE,
+            "resolution": info.resolution,
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "pixel_scale": "RGB pixel values divided by 255, then (x - mean) / std per channel",
+            "classes": list(info.classes),
+            "params": costs[name].params,
+            "macs": costs[name].macs,
+            "eval_split": split,
+            "top1": round(100.0 * float((logits.argmax(1) == labels).mean()), 3),
+            "top1_torch": round(torch_top1[name], 3),
+            "top1_agreement": round(float((logits.argmax(1) == ref.argmax(1)).mean()), 6),
+            "max_abs_diff": diff,
+            "bytes": onnx_path.stat().st_size,
+        }
+        files_bytes += entry["bytes"]
+        lat = latency(onnx_path, net, info.resolution, latency_repeats)
+        entry["latency_ms"] = {"onnx": lat["onnxruntime"], "torch_eager": lat["torch"]}
+        if int8:
+            q_path = out / f"{name}.int8.onnx"
+            say(f"export: {name} int8 -> {q_path}")
+            quantize_int8(onnx_path, q_path, dom)
+            q_logits, _ = run_split(session(q_path), dom, split)
+            entry["onnx_int8"] = q_path.name
+            entry["top1_int8"] = round(100.0 * float((q_logits.argmax(1) == labels).mean()), 3)
+            entry["top1_int8_drop"] = round(entry["top1"] - entry["top1_int8"], 3)
+            entry["bytes_int8"] = q_path.stat().st_size
+            q_lat = latency(q_path, net, info.resolution, latency_repeats)
+            entry["latency_ms"]["onnx_int8"] = q_lat["onnxruntime"]
+        manifest["domains"][name] = entry
+    merged = architecture_cost(arch, cfg.train.bn_per_domain)
+    manifest["merged_model"] = {"params": merged.params, "fp32_bytes": 4 * merged.params,
+                                "onnx_files_bytes": files_bytes,
+                                "note": "one ONNX file per domain stores a shared node once per domain that uses it"}
+    write_json(out / "export.json", manifest)
+    return manifest
+
+
+__all__ = ["FORMAT", "export_onnx", "export_run", "quantize_int8", "session"]

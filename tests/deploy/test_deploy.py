@@ -1,0 +1,142 @@
+"""Deployment: ONNX export equals PyTorch, the manifest alone is enough to reproduce the evaluation, int8 is
+measured, `predict` and `mpnas.load` classify files, and bad input gets one clear line."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mpnas
+from mpnas.cli import main
+from mpnas.config import dump_yaml
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_cfg, tmp_path_factory):
+    cfg_file = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    cfg_file.write_text(dump_yaml(tiny_cfg))
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["run", "--budget", "quick", "--config", str(cfg_file), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def export_dir(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    assert main(["export", "--run", str(run_dir), "--out", str(out), "--int8", "--latency-repeats", "2"]) == 0
+    return out
+
+
+def manifest(export_dir):
+    return json.loads((export_dir / "export.json").read_text())
+
+
+def test_onnx_equals_pytorch_for_every_domain(run_dir, export_dir):
+    results = json.loads((run_dir / "results.json").read_text())
+    m = manifest(export_dir)
+    assert m["format"] == "mpnas.export/1" and set(m["domains"]) == {"bars", "colours"}
+    for d, e in m["domains"].items():
+        assert e["max_abs_diff"] < 1e-4
+        assert e["top1_agreement"] == 1.0
+        assert e["top1"] == pytest.approx(results["domains"][d]["top1"], abs=1e-3)  # the run's own evaluation
+    # the file's batch axis is dynamic: 1 and 7 images both run
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(export_dir / m["domains"]["bars"]["onnx"]))
+    for n in (1, 7):
+        assert sess.run(["logits"], {"image": np.zeros((n, 3, 16, 16), np.float32)})[0].shape == (n, 3)
+
+
+def test_manifest_alone_reproduces_the_evaluation_top1(run_dir, export_dir, tiny_root):
+    """What an app does: decode each test file, resize and normalise by the manifest, run onnxruntime."""
+    import onnxruntime as ort
+
+    results = json.loads((run_dir / "results.json").read_text())
+    m = manifest(export_dir)
+    for d, e in m["domains"].items():
+        for key in ("onnx", "input", "resize", "resolution", "mean", "std", "classes", "params", "macs", "top1",
+                    "top1_int8", "max_abs_diff", "latency_ms"):
+            assert key in e, (d, key)
+        assert e["input"] == [1, 3, e["resolution"], e["resolution"]] and e["resize"] == "shorter_side_then_center_crop"
+        for fmt in ("onnx", "onnx_int8"):
+            assert set(e["latency_ms"][fmt]) == {"threads_1", "threads_all"}
+        r = e["resolution"]
+        mean, std = np.array(e["mean"], np.float32)[:, None, None], np.array(e["std"], np.float32)[:, None, None]
+        sess = ort.InferenceSession(str(export_dir / e["onnx"]))
+        correct = total = 0
+        for f in sorted((tiny_root / d / "test").rglob("*.png")):
+            im = Image.open(f).convert("RGB")
+            w, h = im.size
+            s = r / min(w, h)
+            nw, nh = max(r, round(w * s)), max(r, round(h * s))
+            im = im.resize((nw, nh), Image.Resampling.BILINEAR)
+            left, top = (nw - r) // 2, (nh - r) // 2
+            x = np.asarray(im.crop((left, top, left + r, top + r)), np.float32).transpose(2, 0, 1) / 255.0
+            logits = sess.run([m["output_name"]], {m["input_name"]: ((x - mean) / std)[None].astype(np.float32)})[0]
+            correct += e["classes"][int(logits.argmax())] == f.parent.name
+            total += 1
+        assert 100.0 * correct / total == pytest.approx(results["domains"][d]["top1"], abs=1e-3)
+
+
+def test_int8_files_are_measured(export_dir):
+    for e in manifest(export_dir)["domains"].values():
+        assert (export_dir / e["onnx_int8"]).is_file()
+        assert 0 <= e["top1_int8"] <= 100 and e["top1_int8_drop"] == pytest.approx(e["top1"] - e["top1_int8"], abs=1e-3)
+        assert e["bytes_int8"] < e["bytes"]
+
+
+def test_load_predicts_pil_images_arrays_and_files_like_the_model(run_dir, tiny_root):
+    model = mpnas.load(run_dir)
+    assert model.domains == ["bars", "colours"] or set(model.domains) == {"bars", "colours"}
+    files = sorted((tiny_root / "bars" / "test").rglob("*.png"))
+    pil = [Image.open(f) for f in files]
+    arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    a, b, c = (model.probabilities(x, "bars") for x in (pil, arrays, files))
+    assert np.allclose(a, b) and np.allclose(a, c) and np.allclose(a.sum(1), 1.0, atol=1e-5)
+    top = model.predict(files, "bars", 2)
+    assert [t[0][0] for t in top] == [model.info("bars").classes[i] for i in a.argmax(1)]
+    net = model.extract("bars")
+    with torch.no_grad():
+        assert torch.allclose(torch.softmax(net(model.preprocess(files, "bars")), 1), torch.from_numpy(a), atol=1e-5)
+    with pytest.raises(mpnas.errors.MpnasError, match="domain 'cars' unknown"):
+        model.predict(files, "cars")
+
+
+def test_predict_cli_from_a_run_and_from_an_export_agree(run_dir, export_dir, tiny_root, capsys):
+    folder = tiny_root / "colours" / "test"
+    assert main(["predict", "--run", str(run_dir), "--domain", "colours", "--json", "--top-k", "2", str(folder)]) == 0
+    from_run = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(from_run) == len(list(folder.rglob("*.png"))) and all(len(r["top"]) == 2 for r in from_run)
+    assert main(["predict", "--export", str(export_dir), "--domain", "colours", "--json", str(folder)]) == 0
+    from_export = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["top"][0]["class"] for r in from_run] == [r["top"][0]["class"] for r in from_export]
+    for a, b in zip(from_run, from_export):
+        assert a["top"][0]["probability"] == pytest.approx(b["top"][0]["probability"], abs=1e-4)
+
+
+@pytest.mark.parametrize("case", ["domain", "not_image", "empty", "missing"])
+def test_predict_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, tiny_root, capsys, case):
+    good = str(next((tiny_root / "bars" / "test").rglob("*.png")))
+    if case == "domain":
+        argv, expect = ["--domain", "cars", good], "domain 'cars' unknown"
+    elif case == "not_image":
+        (tmp_path / "notes.png").write_text("not an image")
+        argv, expect = ["--domain", "bars", str(tmp_path / "notes.png")], f"image {tmp_path / 'notes.png'}: not a readable image"
+    elif case == "empty":
+        (tmp_path / "empty").mkdir()
+        argv, expect = ["--domain", "bars", str(tmp_path / "empty")], "no image files in it"
+    else:
+        argv, expect = ["--domain", "bars", str(tmp_path / "nope.png")], "not found"
+    assert main(["predict", "--run", str(run_dir), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mpnas: error:") and expect in err[0]
+
+
+def test_export_rejects_an_unknown_format(run_dir, tmp_path, capsys):
+    assert main(["export", "--run", str(run_dir), "--out", str(tmp_path), "--format", "tflite"]) == 2
+    assert "tflite not available" in capsys.readouterr().err
