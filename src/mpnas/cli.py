@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width-mult", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=20, help="timed runs per op; the median is kept")
     p.add_argument("--threads", type=int, default=None, help="torch threads while timing (default: torch's)")
+    p.add_argument("--backend", default="torch", help="runtime that times the ops: torch (eager) | onnxruntime")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.set_defaults(func=_cmd_latency_table)
 
@@ -330,19 +331,25 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from mpnas.space.latency import candidate_geometries, measure_table, save_table
+    from mpnas.space.latency import BACKENDS, candidate_geometries, measure_table, save_table
     from mpnas.space.presets import get_space
 
     if args.repeats < 1:
         raise MpnasError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.backend not in BACKENDS:
+        raise MpnasError(f"--backend: {args.backend!r} unknown; choose from {', '.join(BACKENDS)}")
+    if args.backend == "onnxruntime":
+        from mpnas.deploy.export import _need_onnx
+
+        _need_onnx()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     space = get_space(args.space, args.resolution, args.width_mult)
     total = sum(1 for _ in candidate_geometries(space))
-    with tqdm(total=total, desc=f"timing {space.name} ops", unit="op", file=sys.stderr) as bar:
-        table = measure_table(space, args.repeats, lambda i, n: bar.update(1))
+    with tqdm(total=total, desc=f"timing {space.name} ops ({args.backend})", unit="op", file=sys.stderr) as bar:
+        table = measure_table(space, args.repeats, lambda i, n: bar.update(1), backend=args.backend)
     save_table(table, args.out)
-    print(f"wrote {args.out}: {len(table['entries'])} entries, {table['threads']} threads, {table['device']}")
+    print(f"wrote {args.out}: {len(table['entries'])} entries ({args.backend}), {table['threads']} threads, {table['device']}")
     return 0
 
 

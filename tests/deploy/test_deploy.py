@@ -140,3 +140,27 @@ def test_predict_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, tiny_root, 
 def test_export_rejects_an_unknown_format(run_dir, tmp_path, capsys):
     assert main(["export", "--run", str(run_dir), "--out", str(tmp_path), "--format", "tflite"]) == 2
     assert "tflite not available" in capsys.readouterr().err
+
+
+def test_onnxruntime_latency_table_drives_a_search(tiny_cfg, tmp_path):
+    """Every candidate op timed by onnxruntime, and a search whose cost is that table."""
+    from dataclasses import replace
+
+    from mpnas.io import write_json
+    from mpnas.pipeline import load_data
+    from mpnas.search.loop import run_search
+    from mpnas.space.latency import LatencyTable, candidate_geometries, measure_table
+    from mpnas.space.space import BlockSpace, LayerSpace, SearchSpace
+
+    space = SearchSpace(name="tiny-ort", resolution=16, stem_filters=(8,),
+                        blocks=(BlockSpace((8, 16), (LayerSpace(2, "relu", (3, 5), (1.0,), (False,), False),)),),
+                        head_filters=16, head_hidden=0)
+    table = measure_table(space, repeats=2, backend="onnxruntime")
+    assert table["backend"] == "onnxruntime"
+    assert len(table["entries"]) == len(list(candidate_geometries(space))) and all(v > 0 for v in table["entries"].values())
+    write_json(tmp_path / "ort.json", table)
+    cfg = replace(tiny_cfg, search=replace(tiny_cfg.search, latency_table=str(tmp_path / "ort.json")))
+    arch, _ = run_search(cfg, load_data(cfg, progress=False), space, tmp_path, progress=False, log=lambda r: None)
+    assert arch.meta["cost_unit"] == "ms"
+    lat = LatencyTable.load(tmp_path / "ort.json")
+    assert arch.meta["targets"]["bars"] == pytest.approx(lat.path_latency(space, space.reference_path()))

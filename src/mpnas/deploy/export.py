@@ -63,12 +63,13 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(lv)
 
 
-def export_onnx(net: nn.Module, path: Path, resolution: int) -> None:
-    """Export a plain network (normalised N x 3 x R x R -> logits) with a dynamic batch axis."""
+def export_onnx(net: nn.Module, path: Path, resolution: int, channels: int = 3) -> None:
+    """Export a plain network (normalised N x C x R x R -> logits) with a dynamic batch axis; input `image`,
+    output `logits`."""
     import warnings
 
     net = net.eval()
-    example = torch.zeros(2, 3, resolution, resolution)  # batch >= 2, so the batch axis stays symbolic (timm)
+    example = torch.zeros(2, channels, resolution, resolution)  # batch >= 2, so the batch axis stays symbolic (timm)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with torch.no_grad(), _quiet_exporter(), warnings.catch_warnings():

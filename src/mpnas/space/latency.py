@@ -3,7 +3,9 @@
 Every candidate op of every layer is timed at each input and output width it can meet (median of repeats,
 batch 1, eval mode, no autograd) together with the stem and head; a path's latency is the sum of its entries.
 As in TuNAS's cost model this is linear in the choices; unlike TuNAS's (fitted on a Pixel 1) it is measured
-on the device that will run the model, which is what users of such tools ask for.
+on the device that will run the model, which is what users of such tools ask for, and by the runtime that will
+run it: eager PyTorch (`backend="torch"`), or onnxruntime (`backend="onnxruntime"`), each op exported by the same
+exporter as `mpnas export` and timed in a one-thread session unless torch's thread count says otherwise.
 """
 
 from __future__ import annotations
@@ -88,18 +90,46 @@ def time_module(module: nn.Module, shape: tuple[int, ...], repeats: int, warmup:
     return statistics.median(times)
 
 
+def time_onnxruntime(module: nn.Module, shape: tuple[int, ...], repeats: int, warmup: int = 3) -> float:
+    """Median wall time (ms) of one run of the module exported to ONNX, in an onnxruntime session."""
+    import tempfile
+
+    from mpnas.deploy.export import export_onnx, session
+
+    module.eval()
+    x = torch.randn(shape).numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = FsPath(tmp) / "op.onnx"
+        export_onnx(module, path, shape[-1], channels=shape[1])
+        sess = session(path, torch.get_num_threads())
+        times = []
+        for i in range(warmup + repeats):
+            t0 = time.perf_counter()
+            sess.run(["logits"], {"image": x})
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+BACKENDS = ("torch", "onnxruntime")
+
+
 def measure_table(
-    space: SearchSpace, repeats: int = 20, progress: Callable[[int, int], None] | None = None
+    space: SearchSpace, repeats: int = 20, progress: Callable[[int, int], None] | None = None, backend: str = "torch"
 ) -> dict:
+    if backend not in BACKENDS:
+        raise MpnasError(f"latency backend {backend!r} unknown; choose from {', '.join(BACKENDS)}")
     geoms = list(candidate_geometries(space))
     entries: dict[str, float] = {}
     for i, g in enumerate(geoms):
         key, module, shape = _module_for(g)
-        entries[key] = round(time_module(module, shape, repeats), 5)
+        timer = time_module if backend == "torch" else time_onnxruntime
+        entries[key] = round(timer(module, shape, repeats), 5)
         if progress is not None:
             progress(i + 1, len(geoms))
     return {
         "format": FORMAT,
+        "backend": backend,
         "space": space.name,
         "resolution": space.resolution,
         "unit": "ms",
