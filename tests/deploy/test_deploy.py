@@ -164,3 +164,54 @@ def test_onnxruntime_latency_table_drives_a_search(tiny_cfg, tmp_path):
     assert arch.meta["cost_unit"] == "ms"
     lat = LatencyTable.load(tmp_path / "ort.json")
     assert arch.meta["targets"]["bars"] == pytest.approx(lat.path_latency(space, space.reference_path()))
+
+
+def test_affine_batch_norm_keeps_eval_outputs():
+    from mpnas.deploy.pte import FrozenAffine, unfold_batch_norm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.BatchNorm2d(8)).eval()
+    for m in net:
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+    unfolded = unfold_batch_norm(net)
+    assert sum(isinstance(m, FrozenAffine) for m in unfolded.modules()) == 2
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.modules())
+    x = torch.randn(4, 3, 10, 10)
+    with torch.no_grad():
+        assert torch.allclose(unfolded(x), net(x), atol=1e-5)
+
+
+def test_pte_has_one_method_per_domain_equal_to_pytorch(run_dir, tmp_path, tiny_root):
+    pytest.importorskip("executorch")
+    from mpnas.deploy.export import export_run
+    from mpnas.deploy.pte import PteProgram
+
+    m = export_run(run_dir, tmp_path, formats=("onnx", "pte"), latency_repeats=2)
+    assert set(m["pte"]["methods"]) == {"bars", "colours"} and (tmp_path / "model.pte").stat().st_size == m["pte"]["bytes"]
+    assert m["pte"]["per_domain_files_bytes"] == sum(e["bytes_pte_alone"] for e in m["domains"].values())
+    model = mpnas.load(run_dir)
+    program = PteProgram(tmp_path / "model.pte")
+    for d, e in m["domains"].items():
+        assert e["pte_max_abs_diff"] < 1e-4 and e["pte_top1_agreement"] == 1.0 and e["pte_top1"] == e["top1"]
+        assert set(e["latency_ms"]["pte"]) == {"threads_1", "threads_all"}
+        x = model.preprocess(sorted((tiny_root / d / "test").rglob("*.png"))[:3], d)
+        with torch.no_grad():
+            ref = model.extract(d)(x)
+        assert torch.allclose(torch.cat([program(d, x[i:i + 1]) for i in range(3)]), ref, atol=1e-4)
+
+
+def test_pte_stores_weights_shared_by_two_methods_once():
+    pytest.importorskip("executorch")
+    from mpnas.deploy.pte import lower
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1, bias=False), torch.nn.BatchNorm2d(64), torch.nn.ReLU(),
+                              torch.nn.Conv2d(64, 128, 3, padding=1, bias=False), torch.nn.BatchNorm2d(128)).eval()
+    other = __import__("copy").deepcopy(net)
+    other[1].running_mean.fill_(0.5)  # a domain's own batch norm on the same convolutions
+    one, two = len(lower({"a": net}, 16)), len(lower({"a": net, "b": other}, 16))
+    weights = 4 * sum(p.numel() for n, p in net.named_parameters() if n.endswith("weight") and p.dim() == 4)
+    assert one > weights and two - one < 0.1 * weights  # the convolutions are stored once

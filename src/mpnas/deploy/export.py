@@ -4,6 +4,8 @@
                                     (N x 3 x R x R, batch axis dynamic), output `logits`
     EXPORT_DIR/<domain>.int8.onnx   --int8: static post-training quantisation (onnxruntime, QDQ, per-channel
                                     int8 weights, uint8 activations), calibrated on the domain's training images
+    EXPORT_DIR/model.pte            --format onnx,pte: ExecuTorch, one XNNPACK method per domain, shared weights
+                                    stored once (`mpnas.deploy.pte`); EXPORT_DIR/pte/<domain>.pte, each alone
     EXPORT_DIR/export.json          the manifest (`mpnas.export/1`): how to feed each file, its classes, cost,
                                     accuracy and latency; everything an app needs without mpnas
 
@@ -37,7 +39,7 @@ from mpnas.io import write_json
 
 FORMAT = "mpnas.export/1"
 MAX_ABS_DIFF = 1e-3  # fp32 ONNX against PyTorch; observed differences are ~1e-5
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "pte")
 
 
 def _need_onnx() -> Any:
@@ -165,8 +167,16 @@ def latency(path: Path, net: nn.Module, resolution: int, repeats: int, warmup: i
 
 
 def export_run(run_dir: Path, out: Path, int8: bool = False, domains: DomainSet | None = None,
-               latency_repeats: int = 50, say: Any = None) -> dict[str, Any]:
+               latency_repeats: int = 50, say: Any = None, formats: tuple[str, ...] = ("onnx",)) -> dict[str, Any]:
     """Export a trained run directory; returns the manifest (also written to `out/export.json`)."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or "onnx" not in formats:
+        raise MpnasError(f"export formats {', '.join(formats)}: choose from {', '.join(FORMATS)}; onnx is always written "
+                         "(it is the checked fallback)")
+    if "pte" in formats:
+        from mpnas.deploy.pte import need_executorch
+
+        need_executorch()
     from mpnas.pipeline import load_data, load_trained_model, read_config
     from mpnas.space.cost import architecture_cost, domain_costs
     from mpnas.train.trainer import evaluate
@@ -236,8 +246,69 @@ def export_run(run_dir: Path, out: Path, int8: bool = False, domains: DomainSet 
     manifest["merged_model"] = {"params": merged.params, "fp32_bytes": 4 * merged.params,
                                 "onnx_files_bytes": files_bytes,
                                 "note": "one ONNX file per domain stores a shared node once per domain that uses it"}
+    if "pte" in formats:
+        manifest["pte"] = _export_pte(model, domains, out, latency_repeats, manifest, say)
     write_json(out / "export.json", manifest)
     return manifest
+
+
+def _export_pte(model: Any, domains: DomainSet, out: Path, repeats: int, manifest: dict[str, Any], say: Any) -> dict[str, Any]:
+    """model.pte (every domain a method) and pte/<domain>.pte; each method checked image by image against PyTorch
+    with ExecuTorch's runtime, and timed at batch 1."""
+    from mpnas.deploy.pte import PteProgram, write_pte
+
+    nets = {d.name: model.extract(d.name).eval() for d in domains}
+    resolution = next(iter(manifest["domains"].values()))["resolution"]
+    say(f"export: {len(nets)} methods -> {out / 'model.pte'}")
+    total = write_pte(nets, out / "model.pte", resolution)
+    alone = {}
+    (out / "pte").mkdir(exist_ok=True)
+    for name, net in nets.items():
+        alone[name] = write_pte({name: net}, out / "pte" / f"{name}.pte", resolution)
+    program = PteProgram(out / "model.pte")
+    for dom in domains:
+        name = dom.name
+        net = nets[name]
+        entry = manifest["domains"][name]
+        diff, agree, correct, n, scale = 0.0, 0, 0, 0, 0.0
+        with torch.no_grad():
+            for x, y in iterate_split(dom, entry["eval_split"], 64):
+                ref = net(x)
+                got = torch.stack([program(name, x[i:i + 1])[0] for i in range(len(x))])
+                diff = max(diff, float((got - ref).abs().max()))
+                scale = max(scale, float(ref.abs().max()))
+                agree += int((got.argmax(1) == ref.argmax(1)).sum())
+                correct += int((got.argmax(1) == y).sum())
+                n += len(y)
+        if diff > MAX_ABS_DIFF:
+            raise MpnasError(f"export of domain {name}: ExecuTorch's logits differ from PyTorch's by {diff:.3g} (more than "
+                             f"{MAX_ABS_DIFF}; logits up to {scale:.3g}); the file {out / 'model.pte'} is not trustworthy")
+        entry["pte_method"] = name
+        entry["pte_max_abs_diff"] = diff
+        entry["pte_top1"] = round(100.0 * correct / n, 3)
+        entry["pte_top1_agreement"] = round(agree / n, 6)
+        entry["bytes_pte_alone"] = alone[name]
+        entry["latency_ms"]["pte"] = _pte_latency(program, name, resolution, repeats)
+    mm = manifest["merged_model"]
+    return {"file": "model.pte", "methods": list(nets), "input": [1, 3, resolution, resolution], "bytes": total,
+            "per_domain_files_bytes": sum(alone.values()), "bytes_over_merged_fp32": round(total / mm["fp32_bytes"], 3),
+            "delegate": "XNNPACK", "batch_norm": "per-domain affine after the convolution (not folded, so shared weights dedupe)"}
+
+
+def _pte_latency(program: Any, method: str, resolution: int, repeats: int) -> dict[str, float]:
+    from executorch.extension.pybindings import portable_lib
+
+    x = torch.zeros(1, 3, resolution, resolution)
+    before = portable_lib._threadpool_get_thread_count()
+    out = {}
+    try:
+        for label, threads in (("threads_1", 1), ("threads_all", os.cpu_count() or 1)):
+            portable_lib._unsafe_reset_threadpool(threads)
+            times = [_timed(lambda: program(method, x)) for _ in range(repeats + 3)][3:]
+            out[label] = round(statistics.median(times), 4)
+    finally:
+        portable_lib._unsafe_reset_threadpool(before)
+    return out
 
 
 __all__ = ["FORMAT", "export_onnx", "export_run", "quantize_int8", "session"]
