@@ -43,7 +43,7 @@ def _cost_plot(folder: Path, methods: dict[str, Any], front: dict[str, Any], key
     ax.set_ylabel("mean top-1 over domains (%)")
     ax.set_title("One point per method and seed")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(folder / name, dpi=120)
     return name

@@ -214,6 +214,15 @@ def bench_markdown(bench: dict[str, Any], figures: list[str]) -> str:
             worst = min(p["top1"], key=lambda d: p["top1"][d]["mean"])
             lines.append(f"| {label(m)} | {p['mean_top1']['n']} | {_fmt_paired(p['mean_top1'])} | "
                          f"{worst} {p['top1'][worst]['mean']:+.1f} | {p['params_ratio']:.2f} | {p['macs_ratio']:.2f} |")
+        domains_ = list(next(iter(paired.values()))["top1"])
+        lines += ["", "Per domain, MPNAS minus each method (mean over the shared seeds [95% t interval]):", "",
+                  "| method | " + " | ".join(domains_) + " |", "|---|" + "---|" * len(domains_)]
+        for m in [x for x in order if x in paired]:
+            cells = []
+            for d in domains_:
+                q = paired[m]["top1"][d]
+                cells.append(f"{q['mean']:+.1f}" if q["low"] is None else f"{q['mean']:+.1f} [{q['low']:+.1f}, {q['high']:+.1f}]")
+            lines.append(f"| {label(m)} | " + " | ".join(cells) + " |")
     lines += _search_lines(methods, order)
     lines.append("")
     lines += [f"![{f}](figures/{f})" for f in figures]
