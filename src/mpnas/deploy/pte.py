@@ -26,11 +26,23 @@ from mpnas.errors import MpnasError
 
 
 def need_executorch() -> Any:
+    """ExecuTorch's runtime class; importing it pulls in torchao, which logs a line for every optional kernel
+    library this machine lacks (CUDA ones on a CPU machine) and for a deprecated pytree call: none of them
+    concerns a user, so they are silenced while it loads."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
     try:
         from executorch import exir  # noqa: F401
         from executorch.runtime import Runtime
     except ImportError as exc:
         raise MpnasError(f"--format pte needs ExecuTorch: pip install 'mpnas[pte]' ({exc.name} is missing)") from None
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
     return Runtime
 
 
