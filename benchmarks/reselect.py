@@ -25,13 +25,10 @@ import torch
 from mpnas.baselines.methods import train_and_evaluate
 from mpnas.data import MultiDomainLoader
 from mpnas.io import read_json, write_json
-from mpnas.nn.supernet import Supernet
 from mpnas.pipeline import STAGES, build_space, load_data, read_architecture, read_config, write_config
-from mpnas.search.controller import Controller
-from mpnas.search.loop import CostModel, _targets, derive_paths
+from mpnas.search.loop import CostModel, _targets, derive_paths, load_final_search
 from mpnas.search.rewards import DEFAULT_BETA
 from mpnas.space.arch import Architecture
-from mpnas.train.optim import load_checkpoint
 
 
 def reselect(src: Path, out: Path, candidates: int, batches: int) -> None:
@@ -44,14 +41,7 @@ def reselect(src: Path, out: Path, candidates: int, batches: int) -> None:
     old = read_architecture(src)
     groups = old.meta["groups"]
     t0 = time.perf_counter()
-    ckpt = load_checkpoint(src / "search_state.pt")
-    supernet = Supernet(space, num_classes, dropout=0.0)
-    supernet.load_state_dict(ckpt["supernet"])
-    supernet.train()
-    controllers = {}
-    for g, sd in ckpt["controllers"].items():
-        controllers[g] = Controller(space)
-        controllers[g].load_state_dict(sd)
+    supernet, controllers, ckpt = load_final_search(src, space, num_classes)
     val_loader = MultiDomainLoader(domains, sc.val_batch_size or 4 * sc.batch_size, split="val", seed=cfg.seed + 1, augment=False)
     val_loader.load_state_dict(ckpt["val_loader"])
     generator = torch.Generator()

@@ -28,12 +28,9 @@ from pathlib import Path
 import torch
 
 from mpnas.data import MultiDomainLoader
-from mpnas.nn.supernet import Supernet
 from mpnas.pipeline import build_space, load_data, read_config
-from mpnas.search.controller import Controller
-from mpnas.search.loop import CostModel, _targets
+from mpnas.search.loop import CostModel, _targets, load_final_search
 from mpnas.search.rewards import DEFAULT_BETA
-from mpnas.train.optim import load_checkpoint
 
 
 def components(q: list[list[float]]) -> dict[str, float]:
@@ -66,14 +63,7 @@ def main() -> None:
     domains = load_data(cfg, progress=False)
     space = build_space(cfg)
     num_classes = {d.name: d.num_classes for d in domains}
-    supernet = Supernet(space, num_classes, dropout=0.0)
-    state = load_checkpoint(args.run / "search_state.pt")
-    supernet.load_state_dict(state["supernet"])
-    supernet.train()
-    controllers = {}
-    for g, sd in state["controllers"].items():
-        controllers[g] = Controller(space)
-        controllers[g].load_state_dict(sd)
+    supernet, controllers, _ = load_final_search(args.run, space, num_classes)
     sc = cfg.search
     beta = DEFAULT_BETA[sc.reward] if sc.beta is None else sc.beta
     cost_model = CostModel(space, num_classes, sc.latency_table)

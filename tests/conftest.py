@@ -84,3 +84,16 @@ def tiny_decathlon(tmp_path_factory: pytest.TempPathFactory) -> Path:
             (root / "annotations").mkdir(exist_ok=True)
             (root / "annotations" / name).write_text(json.dumps(data))
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_cfg, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`mpnas run` on the tiny fixture through the CLI, once per session (pipeline, deploy and predict tests)."""
+    from mpnas.cli import main
+    from mpnas.config import dump_yaml
+
+    cfg_file = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    cfg_file.write_text(dump_yaml(tiny_cfg))
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["run", "--budget", "quick", "--config", str(cfg_file), "--out", str(out), "--quiet"]) == 0
+    return out

@@ -7,18 +7,13 @@ import yaml
 from safetensors import safe_open
 
 from mpnas.cli import main
-from mpnas.config import dump_yaml
 from mpnas.io import read_jsonl
 from mpnas.space.arch import Architecture
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_cfg, tmp_path_factory):
-    cfg_file = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    cfg_file.write_text(dump_yaml(tiny_cfg))
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    assert main(["run", "--budget", "quick", "--config", str(cfg_file), "--out", str(out), "--quiet"]) == 0
-    return out
+def run_dir(trained_run):
+    return trained_run
 
 
 def test_run_writes_every_output(run_dir):

@@ -248,6 +248,23 @@ def run_search(
     return arch, state
 
 
+def load_final_search(run_dir: FsPath, space: SearchSpace, num_classes: dict[str, int]
+                      ) -> tuple[Supernet, dict[str, Controller], dict[str, Any]]:
+    """A finished search's supernet (in training mode: paths are scored with batch statistics, as during search),
+    its controllers, and the whole checkpoint (`search_state.pt`), for probes and re-derivation."""
+    from mpnas.train.optim import load_checkpoint
+
+    ckpt = load_checkpoint(run_dir / "search_state.pt")
+    supernet = Supernet(space, num_classes, dropout=0.0)
+    supernet.load_state_dict(ckpt["supernet"])
+    supernet.train()
+    controllers = {}
+    for g, sd in ckpt["controllers"].items():
+        controllers[g] = Controller(space)
+        controllers[g].load_state_dict(sd)
+    return supernet, controllers, ckpt
+
+
 def derive_paths(state: SearchState, space: SearchSpace, groups: dict[str, list[str]], sc: Any, cost_model: CostModel,
                  targets: dict[str, float], beta: float,
                  log: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Path], dict[str, Any]]:
