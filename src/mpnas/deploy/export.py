@@ -288,26 +288,31 @@ def _export_pte(model: Any, domains: DomainSet, out: Path, repeats: int, manifes
         entry["pte_top1"] = round(100.0 * correct / n, 3)
         entry["pte_top1_agreement"] = round(agree / n, 6)
         entry["bytes_pte_alone"] = alone[name]
-        entry["latency_ms"]["pte"] = _pte_latency(program, name, resolution, repeats)
+    for name, lat in _pte_latency(out / "model.pte", list(nets), resolution, repeats).items():
+        manifest["domains"][name]["latency_ms"]["pte"] = lat
     mm = manifest["merged_model"]
     return {"file": "model.pte", "methods": list(nets), "input": [1, 3, resolution, resolution], "bytes": total,
             "per_domain_files_bytes": sum(alone.values()), "bytes_over_merged_fp32": round(total / mm["fp32_bytes"], 3),
             "delegate": "XNNPACK", "batch_norm": "per-domain affine after the convolution (not folded, so shared weights dedupe)"}
 
 
-def _pte_latency(program: Any, method: str, resolution: int, repeats: int) -> dict[str, float]:
-    from executorch.extension.pybindings import portable_lib
+def _pte_latency(path: Path, methods: list[str], resolution: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Batch-1 median latency (ms) of every method of a .pte, with one thread and with all threads.
 
-    x = torch.zeros(1, 3, resolution, resolution)
-    before = portable_lib._threadpool_get_thread_count()
-    out = {}
-    try:
-        for label, threads in (("threads_1", 1), ("threads_all", os.cpu_count() or 1)):
-            portable_lib._unsafe_reset_threadpool(threads)
-            times = [_timed(lambda: program(method, x)) for _ in range(repeats + 3)][3:]
-            out[label] = round(statistics.median(times), 4)
-    finally:
-        portable_lib._unsafe_reset_threadpool(before)
+    ExecuTorch sizes its thread pool once per process; resizing it after methods have run aborted the process
+    (a pthread assertion) here, so each thread count is timed in a fresh child process."""
+    import json
+    import subprocess
+    import sys
+
+    out: dict[str, dict[str, float]] = {m: {} for m in methods}
+    for label, threads in (("threads_1", 1), ("threads_all", os.cpu_count() or 1)):
+        cmd = [sys.executable, "-m", "mpnas.deploy.pte", str(path), str(resolution), str(repeats), str(threads), *methods]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise MpnasError(f"timing {path} with {threads} thread(s) failed: {proc.stderr.strip().splitlines()[-1:]}")
+        for m, ms in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+            out[m][label] = ms
     return out
 
 

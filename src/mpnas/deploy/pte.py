@@ -113,4 +113,37 @@ class PteProgram:
         return self._methods[method].execute([x.clone(memory_format=torch.contiguous_format)])[0].clone()
 
 
+def _time_methods(argv: list[str]) -> None:
+    """`python -m mpnas.deploy.pte PATH RESOLUTION REPEATS THREADS METHOD...`: batch-1 median ms per method as JSON.
+
+    Run in a fresh process by `mpnas.deploy.export`: the thread pool is sized before anything executes."""
+    import json
+    import statistics
+    import time
+
+    path, resolution, repeats, threads, *methods = argv
+    need_executorch()
+    from executorch.extension.pybindings import portable_lib
+
+    portable_lib._unsafe_reset_threadpool(int(threads))
+    program = PteProgram(Path(path))
+    x = torch.zeros(1, 3, int(resolution), int(resolution))
+    out = {}
+    for m in methods:
+        times = []
+        for i in range(int(repeats) + 3):
+            t0 = time.perf_counter()
+            program(m, x)
+            if i >= 3:
+                times.append((time.perf_counter() - t0) * 1e3)
+        out[m] = round(statistics.median(times), 4)
+    print(json.dumps(out))
+
+
 __all__ = ["FrozenAffine", "PteProgram", "lower", "need_executorch", "unfold_batch_norm", "write_pte"]
+
+
+if __name__ == "__main__":
+    import sys
+
+    _time_methods(sys.argv[1:])
