@@ -1,10 +1,20 @@
 """mpnas: multi-path neural architecture search for multi-domain image classification."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mpnas.deploy.predictor import Predictor
+
 __version__ = "0.1.0"
 
 
-def load(run_dir, device: str = "cpu"):  # noqa: ANN001 - kept light: torch is imported only when called
-    """A trained run directory as a classifier: `.predict(images, domain)`, `.extract(domain)` (mpnas.deploy)."""
+def load(run_dir: str | Path, device: str = "cpu") -> Predictor:
+    """A trained run directory as a classifier: `.predict(images, domain)`, `.extract(domain)` (`mpnas.deploy`).
+
+    Imported lazily, so that `import mpnas` stays light."""
     from mpnas.deploy.predictor import load as _load
 
     return _load(run_dir, device)
