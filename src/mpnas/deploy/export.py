@@ -11,9 +11,9 @@
 
 Every file is run by onnxruntime on the domain's evaluation images before the manifest is written: the largest
 logit difference against PyTorch (eval mode) and the top-1 agreement are recorded, and a difference above
-`MAX_ABS_DIFF` is an error rather than a file. Per-domain files are what a phone loads (onnxruntime has no
-multi-entry model); a shared node's weights are therefore stored once per domain that uses it, and the manifest
-says how much that costs against the merged model's weights.
+`MAX_ABS_DIFF` stops the export before any manifest is written. Per-domain files are what a phone loads
+(onnxruntime has no multi-entry model); a shared node's weights are therefore stored once per domain that uses
+it, and the manifest says how much that costs against the merged model's weights.
 """
 
 from __future__ import annotations
