@@ -70,13 +70,15 @@ def final_entropies(run_dir: Path) -> dict[str, float]:
     return {d: round(v, 3) for d, (_, v) in last.items()}
 
 
-def _per_seed(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+def _per_seed(run: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
     names = list(run["domains"])
     row = {"seed": run.get("seed"), "mean_top1": run["mean_top1"], "top1": {d: run["domains"][d]["top1"] for d in names},
            "params_total": run["params_total"], "macs_total": run["macs_total"]}
     times = run.get("wall_time_s")
     if isinstance(times, dict):
         row["wall_time_s"] = times
+    if run_dir is None:
+        return row
     entropy = final_entropies(run_dir)
     if entropy:
         row["entropy"] = entropy
@@ -89,7 +91,7 @@ def _per_seed(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 def aggregate(runs: list[dict[str, Any]], run_dirs: list[Path] | None = None) -> dict[str, Any]:
     """Per-seed values, mean and std of a method's results over seeds."""
     names = list(runs[0]["domains"])
-    dirs = run_dirs or [Path("/nonexistent")] * len(runs)
+    dirs: list[Path | None] = list(run_dirs) if run_dirs else [None] * len(runs)
     return {
         "seeds": [r.get("seed") for r in runs],
         "per_seed": [_per_seed(r, p) for r, p in zip(runs, dirs)],

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from mpnas.data.augment import normalize
 from mpnas.data.images import IMAGE_SUFFIXES, BadImage, decode_square, square_pil
 from mpnas.deploy.info import DomainInfo, read_domain_info
 from mpnas.errors import MpnasError
@@ -47,11 +48,8 @@ def to_square(image: ImageLike, resolution: int) -> np.ndarray:
 
 
 def normalise(squares: np.ndarray, info: DomainInfo) -> Tensor:
-    """N x 3 x R x R uint8 -> float32 standardised exactly as training and evaluation do (`mpnas.data.augment.normalize`)."""
-    x = torch.from_numpy(np.ascontiguousarray(squares)).to(torch.float32)
-    mean = torch.tensor(info.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(info.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    return (x - mean) / std
+    """N x 3 x R x R uint8 -> float32 standardised by the one rule training and evaluation use."""
+    return normalize(torch.from_numpy(np.ascontiguousarray(squares)), info)  # type: ignore[arg-type]
 
 
 def collect_images(paths: Iterable[str | Path]) -> list[Path]:
