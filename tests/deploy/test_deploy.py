@@ -184,7 +184,7 @@ def test_pte_has_one_method_per_domain_equal_to_pytorch(run_dir, tmp_path, tiny_
     from mpnas.deploy.export import export_run
     from mpnas.deploy.pte import PteProgram
 
-    m = export_run(run_dir, tmp_path, formats=("onnx", "pte"), latency_repeats=2)
+    m = export_run(run_dir, tmp_path, formats=("onnx", "pte"), latency_repeats=2, int8=True)
     assert set(m["pte"]["methods"]) == {"bars", "colours"} and (tmp_path / "model.pte").stat().st_size == m["pte"]["bytes"]
     assert m["pte"]["per_domain_files_bytes"] == sum(e["bytes_pte_alone"] for e in m["domains"].values())
     model = mpnas.load(run_dir)
@@ -196,6 +196,28 @@ def test_pte_has_one_method_per_domain_equal_to_pytorch(run_dir, tmp_path, tiny_
         with torch.no_grad():
             ref = model.extract(d)(x)
         assert torch.allclose(torch.cat([program(d, x[i:i + 1]) for i in range(3)]), ref, atol=1e-4)
+        assert e["pte_int8_top1_drop"] == pytest.approx(e["pte_top1"] - e["pte_int8_top1"], abs=1e-3)
+        assert e["pte_int8_max_abs_diff_simulated"] < 1e-2 and set(e["latency_ms"]["pte_int8"]) == {"threads_1", "threads_all"}
+    assert (tmp_path / "model.int8.pte").stat().st_size == m["pte"]["int8_bytes"]
+
+
+def test_int8_pte_runs_what_the_converted_module_simulates(run_dir, tmp_path):
+    pytest.importorskip("executorch")
+    from mpnas.deploy.pte import PteProgram, quantize_int8, write_pte
+
+    model = mpnas.load(run_dir)
+    torch.manual_seed(0)
+    calib = [torch.randn(8, 3, 16, 16)]
+    nets = {d: quantize_int8(model.extract(d), 16, calib) for d in ("bars", "colours")}
+    write_pte(nets, tmp_path / "q.pte", 16, int8=True)
+    program = PteProgram(tmp_path / "q.pte")
+    x = torch.randn(1, 3, 16, 16)
+    for d, net in nets.items():
+        with torch.no_grad():
+            ref, fp32 = net(x), model.extract(d)(x)
+        got = program(d, x)
+        assert (fp32 - ref).abs().max() > 0  # the module really is quantised
+        assert torch.allclose(got, ref, atol=0.02 * float(ref.abs().max()) + 1e-6)  # within about a quantisation step
 
 
 def test_pte_stores_weights_shared_by_two_methods_once():

@@ -6,6 +6,8 @@
                                     int8 weights, uint8 activations), calibrated on the domain's training images
     EXPORT_DIR/model.pte            --format onnx,pte: ExecuTorch, one XNNPACK method per domain, shared weights
                                     stored once (`mpnas.deploy.pte`); EXPORT_DIR/pte/<domain>.pte, each alone
+    EXPORT_DIR/model.int8.pte       --format onnx,pte --int8: the same methods quantised by PT2E with the XNNPACK
+                                    quantizer (int8 weights and activations), calibrated on training images
     EXPORT_DIR/export.json          the manifest (`mpnas.export/1`): how to feed each file, its classes, cost,
                                     accuracy and latency; everything an app needs without mpnas
 
@@ -247,15 +249,18 @@ def export_run(run_dir: Path, out: Path, int8: bool = False, domains: DomainSet 
                                 "onnx_files_bytes": files_bytes,
                                 "note": "one ONNX file per domain stores a shared node once per domain that uses it"}
     if "pte" in formats:
-        manifest["pte"] = _export_pte(model, domains, out, latency_repeats, manifest, say)
+        manifest["pte"] = _export_pte(model, domains, out, latency_repeats, manifest, say, int8)
     write_json(out / "export.json", manifest)
     return manifest
 
 
-def _export_pte(model: Any, domains: DomainSet, out: Path, repeats: int, manifest: dict[str, Any], say: Any) -> dict[str, Any]:
+def _export_pte(model: Any, domains: DomainSet, out: Path, repeats: int, manifest: dict[str, Any], say: Any,
+                int8: bool = False) -> dict[str, Any]:
     """model.pte (every domain a method) and pte/<domain>.pte; each method checked image by image against PyTorch
-    with ExecuTorch's runtime, and timed at batch 1."""
-    from mpnas.deploy.pte import PteProgram, write_pte
+    with ExecuTorch's runtime, and timed at batch 1. With `int8`, also model.int8.pte (PT2E, XNNPACK quantizer,
+    calibrated on each domain's training images), checked against the converted module that simulates it and
+    measured on the evaluation split."""
+    from mpnas.deploy.pte import PteProgram, quantize_int8, write_pte
 
     nets = {d.name: model.extract(d.name).eval() for d in domains}
     resolution = next(iter(manifest["domains"].values()))["resolution"]
@@ -268,32 +273,70 @@ def _export_pte(model: Any, domains: DomainSet, out: Path, repeats: int, manifes
     program = PteProgram(out / "model.pte")
     for dom in domains:
         name = dom.name
-        net = nets[name]
         entry = manifest["domains"][name]
-        diff, agree, correct, n, scale = 0.0, 0, 0, 0, 0.0
-        with torch.no_grad():
-            for x, y in iterate_split(dom, entry["eval_split"], 64):
-                ref = net(x)
-                got = torch.stack([program(name, x[i:i + 1])[0] for i in range(len(x))])
-                diff = max(diff, float((got - ref).abs().max()))
-                scale = max(scale, float(ref.abs().max()))
-                agree += int((got.argmax(1) == ref.argmax(1)).sum())
-                correct += int((got.argmax(1) == y).sum())
-                n += len(y)
-        if diff > MAX_ABS_DIFF:
-            raise MpnasError(f"export of domain {name}: ExecuTorch's logits differ from PyTorch's by {diff:.3g} (more than "
-                             f"{MAX_ABS_DIFF}; logits up to {scale:.3g}); the file {out / 'model.pte'} is not trustworthy")
+        check = _check_program(program, name, nets[name], dom, entry["eval_split"])
+        if check["max_abs_diff"] > MAX_ABS_DIFF:
+            raise MpnasError(f"export of domain {name}: ExecuTorch's logits differ from PyTorch's by {check['max_abs_diff']:.3g} "
+                             f"(more than {MAX_ABS_DIFF}; logits up to {check['scale']:.3g}); the file {out / 'model.pte'} "
+                             "is not trustworthy")
         entry["pte_method"] = name
-        entry["pte_max_abs_diff"] = diff
-        entry["pte_top1"] = round(100.0 * correct / n, 3)
-        entry["pte_top1_agreement"] = round(agree / n, 6)
+        entry["pte_max_abs_diff"] = check["max_abs_diff"]
+        entry["pte_top1"] = check["top1"]
+        entry["pte_top1_agreement"] = check["agreement"]
         entry["bytes_pte_alone"] = alone[name]
-    for name, lat in _pte_latency(out / "model.pte", list(nets), resolution, repeats).items():
-        manifest["domains"][name]["latency_ms"]["pte"] = lat
+    files = ["model.pte"]
     mm = manifest["merged_model"]
-    return {"file": "model.pte", "methods": list(nets), "input": [1, 3, resolution, resolution], "bytes": total,
-            "per_domain_files_bytes": sum(alone.values()), "bytes_over_merged_fp32": round(total / mm["fp32_bytes"], 3),
-            "delegate": "XNNPACK", "batch_norm": "per-domain affine after the convolution (not folded, so shared weights dedupe)"}
+    info: dict[str, Any] = {"file": "model.pte", "methods": list(nets), "input": [1, 3, resolution, resolution],
+                            "bytes": total, "per_domain_files_bytes": sum(alone.values()),
+                            "bytes_over_merged_fp32": round(total / mm["fp32_bytes"], 3), "delegate": "XNNPACK",
+                            "batch_norm": "per-domain affine after the convolution (not folded, so shared weights dedupe)"}
+    if int8:
+        say(f"export: {len(nets)} int8 methods -> {out / 'model.int8.pte'}")
+        qnets = {d.name: quantize_int8(nets[d.name], resolution, _calibration_batches(d)) for d in domains}
+        info["int8_file"] = "model.int8.pte"
+        info["int8_bytes"] = write_pte(qnets, out / "model.int8.pte", resolution, int8=True)
+        info["int8"] = ("PT2E static post-training quantisation, XNNPACK quantizer: per-channel symmetric int8 weights "
+                        "(batch norm folded in), per-tensor int8 activations, calibrated on training images")
+        files.append("model.int8.pte")
+        qprogram = PteProgram(out / "model.int8.pte")
+        for dom in domains:
+            entry = manifest["domains"][dom.name]
+            check = _check_program(qprogram, dom.name, qnets[dom.name], dom, entry["eval_split"])
+            entry["pte_int8_top1"] = check["top1"]
+            entry["pte_int8_top1_drop"] = round(entry["pte_top1"] - check["top1"], 3)
+            entry["pte_int8_max_abs_diff_simulated"] = check["max_abs_diff"]
+    for file in files:
+        key = "pte_int8" if "int8" in file else "pte"
+        for name, lat in _pte_latency(out / file, list(nets), resolution, repeats).items():
+            manifest["domains"][name]["latency_ms"][key] = lat
+    return info
+
+
+def _calibration_batches(domain: Any, images: int = 256, batch_size: int = 32) -> list[torch.Tensor]:
+    """The first `images` training images of a domain (training transform off: evaluation preprocessing)."""
+    batches, seen = [], 0
+    for x, _ in iterate_split(domain, "train", batch_size):
+        batches.append(x)
+        seen += len(x)
+        if seen >= images:
+            break
+    return batches
+
+
+def _check_program(program: Any, method: str, net: nn.Module, domain: Any, split: str) -> dict[str, float]:
+    """Run a `.pte` method image by image over a split against `net` in PyTorch: the largest logit difference, the
+    largest logit, the top-1 agreement and the top-1 accuracy."""
+    diff, agree, correct, n, scale = 0.0, 0, 0, 0, 0.0
+    with torch.no_grad():
+        for x, y in iterate_split(domain, split, 64):
+            ref = net(x) if len(x) == 1 else torch.cat([net(x[i:i + 1]) for i in range(len(x))])
+            got = torch.stack([program(method, x[i:i + 1])[0] for i in range(len(x))])
+            diff = max(diff, float((got - ref).abs().max()))
+            scale = max(scale, float(ref.abs().max()))
+            agree += int((got.argmax(1) == ref.argmax(1)).sum())
+            correct += int((got.argmax(1) == y).sum())
+            n += len(y)
+    return {"max_abs_diff": diff, "scale": scale, "agreement": round(agree / n, 6), "top1": round(100.0 * correct / n, 3)}
 
 
 def _pte_latency(path: Path, methods: list[str], resolution: int, repeats: int) -> dict[str, dict[str, float]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -75,22 +75,70 @@ def _replace_batch_norm(module: nn.Module) -> None:
 
 
 def lower(nets: dict[str, nn.Module], resolution: int) -> bytes:
-    """The ExecuTorch program with one XNNPACK-delegated method per entry of `nets`."""
+    """The ExecuTorch program with one XNNPACK-delegated method per entry of `nets` (fp32, batch norm unfolded)."""
     need_executorch()
     import warnings
-
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
 
     example = (torch.zeros(1, 3, resolution, resolution),)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         programs = {name: torch.export.export(unfold_batch_norm(net), example) for name, net in nets.items()}
+    return lower_programs(programs)
+
+
+def lower_programs(programs: dict[str, Any]) -> bytes:
+    """Lower exported programs (one method each) together to XNNPACK; constants with equal bytes are stored once."""
+    import warnings
+
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         return to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
 
 
-def write_pte(nets: dict[str, nn.Module], path: Path, resolution: int) -> int:
-    data = lower(nets, resolution)
+def quantize_int8(net: nn.Module, resolution: int, calibration: Iterable[Tensor]) -> nn.Module:
+    """Post-training static int8 for XNNPACK (PT2E): per-channel symmetric int8 weights, per-tensor int8 activations,
+    observers calibrated on the images of `calibration` (normalised N x 3 x R x R batches, run one image at a time
+    because the program is exported for batch 1). Returns the converted module, whose quantize/dequantize pairs
+    simulate in PyTorch what the delegate computes in integers; `lower_programs` turns its export into int8 kernels.
+
+    Batch norm is folded into the convolutions here (the quantizer's conv-bn patterns), so a shared node's int8
+    weights differ per domain and are not deduplicated as the fp32 ones are. Hard-swish and the squeeze-excite gate
+    are not int8 ops in the XNNPACK quantizer: they run in fp32 between a dequantize and a quantize."""
+    need_executorch()
+    import warnings
+
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                          get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    example = (torch.zeros(1, 3, resolution, resolution),)
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_pt2e(torch.export.export(copy.deepcopy(net).eval(), example).module(), quantizer)
+        for batch in calibration:
+            for i in range(len(batch)):
+                prepared(batch[i:i + 1])
+        return convert_pt2e(prepared)
+
+
+def lower_int8(nets: dict[str, nn.Module], resolution: int) -> bytes:
+    """The ExecuTorch program of `quantize_int8` modules, one XNNPACK-delegated int8 method per entry."""
+    import warnings
+
+    example = (torch.zeros(1, 3, resolution, resolution),)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        programs = {name: torch.export.export(net, example) for name, net in nets.items()}
+    return lower_programs(programs)
+
+
+def write_pte(nets: dict[str, nn.Module], path: Path, resolution: int, int8: bool = False) -> int:
+    """Write the program of `nets` (fp32 modules, or `quantize_int8` modules with int8=True) atomically; its size."""
+    data = lower_int8(nets, resolution) if int8 else lower(nets, resolution)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -140,7 +188,8 @@ def _time_methods(argv: list[str]) -> None:
     print(json.dumps(out))
 
 
-__all__ = ["FrozenAffine", "PteProgram", "lower", "need_executorch", "unfold_batch_norm", "write_pte"]
+__all__ = ["FrozenAffine", "PteProgram", "lower", "lower_int8", "lower_programs", "need_executorch", "quantize_int8",
+           "unfold_batch_norm", "write_pte"]
 
 
 if __name__ == "__main__":
