@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from mpnas.errors import MpnasError
 
@@ -75,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="a trained run directory")
     p.add_argument("--out", required=True, help="export directory to write (export.json and the model files)")
     p.add_argument("--format", default="onnx", help="comma-separated: onnx (always written) and pte (ExecuTorch)")
-    p.add_argument("--int8", action="store_true", help="also write int8 files (static quantisation on training images)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write int8 files, calibrated on training images: <domain>.int8.onnx (onnxruntime), "
+                        "and model.int8.pte with --format onnx,pte (PT2E, XNNPACK quantizer)")
     p.add_argument("--latency-repeats", type=int, default=50, help="timed batch-1 runs per latency figure")
     p.set_defaults(func=_cmd_export)
 
@@ -100,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "report":
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
             p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if name == "train":
+            p.add_argument("--resume", action="store_true", help="continue unfinished training from its last checkpoint")
         p.set_defaults(func=globals()[func])
     return parser
 
@@ -112,6 +117,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an unfinished run from its last checkpoint (with its own config), bit for bit")
 
 
 def _run_config(args: argparse.Namespace):
@@ -128,6 +135,21 @@ def _run_config(args: argparse.Namespace):
         "threads": args.threads,
     }
     return resolve_config(args.budget, args.config, args.set, **flags)
+
+
+def _resume_config(run_dir: Path, args: argparse.Namespace):
+    """--resume continues with the run's own config; only --threads and --device may change (they do not change
+    the result), so any other config flag is refused rather than silently ignored."""
+    from mpnas.pipeline import CONFIG, resume_config
+
+    given = [f for f in ("data", "domains", "resolution", "config", "seed", "cache_dir") if getattr(args, f, None) is not None]
+    given += ["set"] if getattr(args, "set", None) else []
+    given += ["budget"] if getattr(args, "budget", "default") != "default" else []
+    if given:
+        raise MpnasError(f"--resume continues with {run_dir / CONFIG}; drop --{', --'.join(g.replace('_', '-') for g in given)}")
+    if not (run_dir / CONFIG).is_file():
+        raise MpnasError(f"--resume: {run_dir} holds no run to continue (no {CONFIG})")
+    return resume_config(run_dir, args.threads, args.device)
 
 
 def _run_dir_config(args: argparse.Namespace):
@@ -151,7 +173,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     from mpnas.pipeline import stage_search
 
-    arch = stage_search(_run_config(args), Path(args.out), progress=not args.quiet)
+    from mpnas.pipeline import refuse_unfinished
+
+    run_dir = Path(args.out)
+    refuse_unfinished(run_dir, args.resume, "search")
+    cfg = _resume_config(run_dir, args) if args.resume else _run_config(args)
+    arch = stage_search(cfg, run_dir, progress=not args.quiet, resume=args.resume)
     print(f"wrote {Path(args.out) / 'architecture.json'}: {len(arch.domains)} domains, "
           f"{len(arch.node_users())} nodes, {len(arch.shared_nodes())} shared")
     return 0
@@ -160,8 +187,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from mpnas.pipeline import stage_train
 
+    from mpnas.pipeline import refuse_unfinished
+
     run_dir, cfg = _run_dir_config(args)
-    stage_train(cfg, run_dir, progress=not args.quiet)
+    refuse_unfinished(run_dir, args.resume, "train")
+    stage_train(cfg, run_dir, progress=not args.quiet, resume=args.resume)
     print(f"wrote {run_dir / 'model.safetensors'}")
     return 0
 
@@ -189,7 +219,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from mpnas.pipeline import run_all
 
     run_dir = Path(args.out)
-    results = run_all(_run_config(args), run_dir, progress=not args.quiet)
+    cfg = _resume_config(run_dir, args) if args.resume else _run_config(args)
+    results = run_all(cfg, run_dir, progress=not args.quiet, resume=args.resume)
     _print_results(results)
     print(f"report: {run_dir / 'report.md'}")
     return 0
@@ -215,7 +246,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.out)
     run_bench(_run_config(args), methods, range(args.seed_start, args.seed_start + args.seeds), out, args.ablate,
               progress=not args.quiet, say=lambda msg: print(msg, file=sys.stderr), front=front,
-              ablate_search=args.ablate_search)
+              ablate_search=args.ablate_search, resume=args.resume)
     print((out / "bench.md").read_text())
     return 0
 
@@ -363,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except MpnasError as exc:
         print(f"mpnas: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("mpnas: interrupted", file=sys.stderr)
         return 130

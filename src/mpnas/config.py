@@ -136,6 +136,9 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
     budget: str = "default"
+    # Steps between checkpoints of a running search or training (0: only on SIGTERM/SIGINT). 100 steps are about a
+    # minute at the CPU budgets; a resumed run continues bit for bit from the last one (`--resume`).
+    checkpoint_every: int = 100
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -368,6 +371,7 @@ def validate(cfg: RunConfig) -> None:
     need(0 <= cfg.search.rl_start < 1, "search.rl_start", f"must be in [0, 1), got {cfg.search.rl_start}")
     need(0 <= cfg.search.baseline_momentum < 1, "search.baseline_momentum", "must be in [0, 1)")
     need(cfg.search.controller_lr > 0, "search.controller_lr", "must be positive")
+    need(cfg.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0 (0: only on a signal), got {cfg.checkpoint_every}")
     need(cfg.search.log_every >= 1 and cfg.train.log_every >= 1 and cfg.train.eval_every >= 1,
          "log_every/eval_every", "must be >= 1")
     need(0 <= cfg.train.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")

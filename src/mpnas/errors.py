@@ -7,3 +7,5 @@ mpnas and keeps its traceback.
 
 class MpnasError(Exception):
     """Bad input or configuration: the message names the file, domain or field at fault."""
+
+    exit_code = 2  # the CLI's exit status for it

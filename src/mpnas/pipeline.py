@@ -2,16 +2,18 @@
 
     DIR/config.yaml          the resolved configuration (written by the first stage, read by the others)
     DIR/architecture.json    search: each domain's path and which domains use each node
-    DIR/search_state.pt      search: the final search state (supernet, controllers, optimisers, data position)
+    DIR/search_state.pt      search: its checkpoint while it runs (`mpnas.train.checkpoint`), then its final state
+                             (supernet, controllers, optimisers, data position)
     DIR/model.safetensors    train: the best weights of the merged model, architecture in the metadata
     DIR/domains.json         train: class names, resolution and normalisation per domain (for predict, export)
-    DIR/train_state.pt       train: the final training state
+    DIR/train_state.pt       train: its checkpoint while it runs, then the final training state
     DIR/metrics.jsonl        every stage: one JSON row per logged event
     DIR/stages.json          which stages finished and their wall times
     DIR/results.json         evaluate: per-domain top-1, parameters, MACs, Jaccard, decathlon score
     DIR/report.md, figures/  report
 
-Each stage can run alone (`mpnas search`, `mpnas train`, ...) on the directory the previous one wrote.
+Each stage can run alone (`mpnas search`, `mpnas train`, ...) on the directory the previous one wrote. With
+`resume=True` a finished stage is skipped and an unfinished one continues from its checkpoint, bit for bit.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import torch
 
-from mpnas.config import RunConfig, dump_yaml, load_yaml
+from mpnas.config import RunConfig, dump_yaml, load_yaml, to_dict
 from mpnas.data import DomainSet, load_domains_from_config
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_text, read_json, write_json
@@ -33,6 +35,7 @@ from mpnas.space.presets import get_space
 from mpnas.space.space import SearchSpace
 
 CONFIG, ARCH, WEIGHTS, RESULTS, STAGES = "config.yaml", "architecture.json", "model.safetensors", "results.json", "stages.json"
+SEARCH_STATE, TRAIN_STATE, METRICS = "search_state.pt", "train_state.pt", "metrics.jsonl"
 
 
 def build_space(cfg: RunConfig) -> SearchSpace:
@@ -73,6 +76,54 @@ def mark_stage(run_dir: Path, stage: str, seconds: float, **info: Any) -> None:
     write_json(run_dir / STAGES, stages)
 
 
+def stage_finished(run_dir: Path, stage: str) -> bool:
+    if not (run_dir / STAGES).is_file():
+        return False
+    return bool(read_json(run_dir / STAGES, "stages file").get(stage, {}).get("finished"))
+
+
+def unfinished_run(run_dir: Path, stage: str = "evaluate") -> str | None:
+    """Why `run_dir` holds a run that started and has not finished `stage` (None: nothing started, or it finished)."""
+    if not run_dir.is_dir() or stage_finished(run_dir, stage):
+        return None
+    started = {"evaluate": (CONFIG, SEARCH_STATE, TRAIN_STATE), "search": (CONFIG, SEARCH_STATE), "train": (TRAIN_STATE,)}
+    if any((run_dir / f).is_file() for f in started[stage]):
+        done = [k for k in ("search", "train") if stage_finished(run_dir, k)]
+        return f"run directory {run_dir} holds an unfinished run (finished stages: {', '.join(done) or 'none'})"
+    return None
+
+
+def refuse_unfinished(run_dir: Path, resume: bool, stage: str = "evaluate") -> None:
+    """A new run must not overwrite an unfinished one: the user continues it with --resume or moves it away."""
+    why = unfinished_run(run_dir, stage)
+    if why and not resume:
+        raise MpnasError(f"{why}; continue it with --resume, or choose another directory")
+
+
+def resume_config(run_dir: Path, threads: int | None = None, device: str | None = None) -> RunConfig:
+    """The config a resumed run continues with: its own, with only the thread count and device changeable."""
+    from dataclasses import replace
+
+    cfg = read_config(run_dir)
+    return replace(cfg, threads=cfg.threads if threads is None else threads, device=device or cfg.device)
+
+
+def _search_checkpointer(cfg: RunConfig, run_dir: Path, groups: dict[str, list[str]] | None, method: str,
+                         domains: DomainSet) -> Any:
+    from mpnas.train.checkpoint import Checkpointer, fingerprint
+
+    key = fingerprint(to_dict(cfg), groups=groups, method=method, domains=domains.names())
+    return Checkpointer(run_dir / SEARCH_STATE, "search", cfg.checkpoint_every, key, run_dir / METRICS)
+
+
+def _train_checkpointer(cfg: RunConfig, run_dir: Path, arch: Architecture) -> Any:
+    from mpnas.train.checkpoint import Checkpointer, fingerprint
+
+    paths = {k: v for k, v in arch.to_dict().items() if k != "meta"}
+    return Checkpointer(run_dir / TRAIN_STATE, "train", cfg.checkpoint_every, fingerprint(to_dict(cfg), arch=paths),
+                        run_dir / METRICS)
+
+
 def stage_times(run_dir: Path) -> dict[str, float]:
     if not (run_dir / STAGES).is_file():
         return {}
@@ -83,37 +134,41 @@ def stage_times(run_dir: Path) -> dict[str, float]:
 
 
 def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
-                 groups: dict[str, list[str]] | None = None, method: str = "mpnas") -> Architecture:
+                 groups: dict[str, list[str]] | None = None, method: str = "mpnas", resume: bool = False) -> Architecture:
     """Search and write architecture.json; `groups` maps controllers to domains (default: one per domain)."""
     from mpnas.search.loop import run_search
-    from mpnas.train.optim import save_checkpoint
 
-    t0 = time.perf_counter()
+    if resume and stage_finished(run_dir, "search"):
+        return read_architecture(run_dir)
     apply_threads(cfg)
     write_config(run_dir, cfg)
     domains = domains or load_data(cfg, progress)
-    arch, state = run_search(cfg, domains, build_space(cfg), run_dir, groups=groups, progress=progress)
+    ckpt = _search_checkpointer(cfg, run_dir, groups, method, domains)
+    arch, state = run_search(cfg, domains, build_space(cfg), run_dir, groups=groups, progress=progress,
+                             checkpointer=ckpt, resume=resume)
     arch.meta["method"] = method
     arch.save(run_dir / ARCH)
-    save_checkpoint(run_dir / "search_state.pt", state.state_dict())
-    mark_stage(run_dir, "search", time.perf_counter() - t0)
+    ckpt.save(state.step, state.state_dict(), finished=True)
+    mark_stage(run_dir, "search", ckpt.elapsed())
     return arch
 
 
 def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
-                arch: Architecture | None = None) -> MultiPathModel:
+                arch: Architecture | None = None, resume: bool = False) -> MultiPathModel:
     from mpnas.deploy.info import write_domain_info
-    from mpnas.train.optim import save_checkpoint
     from mpnas.train.trainer import train_architecture
 
-    t0 = time.perf_counter()
     apply_threads(cfg)
     arch = arch or read_architecture(run_dir)
+    if resume and stage_finished(run_dir, "train"):
+        return load_trained_model(cfg, run_dir, arch)
     domains = domains or load_data(cfg, progress)
-    model, state = train_architecture(cfg, domains, arch, run_dir / WEIGHTS, progress=progress)
+    ckpt = _train_checkpointer(cfg, run_dir, arch)
+    model, state = train_architecture(cfg, domains, arch, run_dir / WEIGHTS, progress=progress, checkpointer=ckpt,
+                                      resume=resume)
     write_domain_info(run_dir, domains)
-    save_checkpoint(run_dir / "train_state.pt", state.state_dict())
-    mark_stage(run_dir, "train", time.perf_counter() - t0, best_step=state.best_step, best_val_mean_top1=state.best_score)
+    ckpt.save(state.step, state.state_dict(), finished=True)
+    mark_stage(run_dir, "train", ckpt.elapsed(), best_step=state.best_step, best_val_mean_top1=state.best_score)
     return model
 
 
@@ -185,12 +240,14 @@ def stage_report(run_dir: Path) -> Path:
     return write_report(run_dir)
 
 
-def run_all(cfg: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+def run_all(cfg: RunConfig, run_dir: Path, progress: bool = True, resume: bool = False) -> dict[str, Any]:
+    """Search, train, evaluate and report; with `resume`, finished stages are kept and the others continue."""
+    refuse_unfinished(run_dir, resume)
     apply_threads(cfg)
     write_config(run_dir, cfg)
     domains = load_data(cfg, progress)
-    stage_search(cfg, run_dir, domains, progress)
-    model = stage_train(cfg, run_dir, domains, progress)
+    stage_search(cfg, run_dir, domains, progress, resume=resume)
+    model = stage_train(cfg, run_dir, domains, progress, resume=resume)
     results = stage_evaluate(cfg, run_dir, domains, model)
     stage_report(run_dir)
     return results

@@ -135,9 +135,9 @@ def test_bench_split_across_processes_skips_live_claims_and_takes_over_dead_ones
     (tmp_path / "trl" / "seed0" / CLAIM).write_text(f"{host} {dead.pid}")  # its holder died
     calls = []
 
-    def fake_run(method, cfg, run_dir, domains, progress, mpnas_dir=None):
+    def fake_run(method, cfg, run_dir, domains, progress, mpnas_dir=None, resume=False):
         assert (run_dir / CLAIM).read_text() == f"{host} {os.getpid()}"  # held while the run goes on
-        calls.append(method)
+        calls.append((method, resume) if resume else method)
 
     monkeypatch.setattr("mpnas.baselines.bench.run_method", fake_run)
     monkeypatch.setattr("mpnas.baselines.bench.load_data", lambda cfg, progress: {})
@@ -148,6 +148,19 @@ def test_bench_split_across_processes_skips_live_claims_and_takes_over_dead_ones
     assert any("mpnas seed 0 is being run by another process" in s for s in said)
     assert (tmp_path / "mpnas" / "seed0" / CLAIM).exists()  # someone else's claim is left alone
     assert not (tmp_path / "trl" / "seed0" / CLAIM).exists()  # ours is released when the run ends
+
+    # A dead process's run that had started is not restarted over its files: refused, or continued with resume.
+    from mpnas.errors import MpnasError
+
+    (tmp_path / "mrp" / "seed0").mkdir(parents=True)
+    (tmp_path / "mrp" / "seed0" / "config.yaml").write_text("seed: 0\n")
+    (tmp_path / "mrp" / "seed0" / CLAIM).write_text(f"{host} {dead.pid}")
+    with pytest.raises(MpnasError, match=r"mrp/seed0 holds an unfinished run .*--resume"):
+        run_bench(tiny_cfg, ["mrp"], [0], tmp_path, progress=False, say=said.append)
+    assert (tmp_path / "mrp" / "seed0" / "config.yaml").read_text() == "seed: 0\n"
+    calls.clear()
+    run_bench(tiny_cfg, ["mrp"], [0], tmp_path, progress=False, say=said.append, resume=True)
+    assert calls == [("mrp", True)] and any("resuming mrp seed 0" in s for s in said)
 
 
 def test_loss_ablation_retrains_each_architecture_with_each_loss(bench_dir, tiny_cfg, monkeypatch):

@@ -58,6 +58,11 @@ def _claim_live(lock: Path) -> bool:
     return True
 
 
+def _started(run_dir: Path) -> bool:
+    """Whether an unfinished run directory holds anything besides its claim."""
+    return any(p.name != CLAIM for p in run_dir.iterdir()) if run_dir.is_dir() else False
+
+
 @contextmanager
 def claimed(run_dir: Path) -> Iterator[bool]:
     """Yield True when this process owns `run_dir` for the duration of the block, False when another does."""
@@ -85,11 +90,12 @@ def claimed(run_dir: Path) -> Iterator[bool]:
 
 def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Path, ablate: str | None = None,
               progress: bool = True, say=print, front: Iterable[float] = (), ablate_search: bool = False,
-              poll_s: float = 30.0) -> dict[str, Any]:
+              poll_s: float = 30.0, resume: bool = False) -> dict[str, Any]:
     """Run every method and seed not yet finished in `out`, then tabulate whatever has finished.
 
     Methods that are matched to MPNAS (`NEEDS_MPNAS`) get MPNAS's run of the same seed first, whether or not it
-    was asked for; `front` adds MPNAS searched with each of these cost exponents (beta)."""
+    was asked for; `front` adds MPNAS searched with each of these cost exponents (beta). A run directory left
+    unfinished by a process that stopped is continued from its checkpoints with `resume`, and refused without."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise MpnasError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
@@ -121,9 +127,12 @@ def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Pat
                 if not mine:
                     say(f"bench: {name} seed {seed} is being run by another process, skipped")
                     continue
+                if not resume and _started(run_dir):
+                    raise MpnasError(f"bench: {run_dir} holds an unfinished run (its process stopped); continue it with "
+                                     "--resume, or delete that directory to start it afresh")
                 domains = domains or load_data(cfg, progress)
-                say(f"bench: running {name} seed {seed} -> {run_dir}")
-                run_method(method, replace(mcfg, seed=seed), run_dir, domains, progress, mpnas_dir=mpnas_dir)
+                say(f"bench: {'resuming' if resume and _started(run_dir) else 'running'} {name} seed {seed} -> {run_dir}")
+                run_method(method, replace(mcfg, seed=seed), run_dir, domains, progress, mpnas_dir=mpnas_dir, resume=resume)
     if ablate == "loss":
         for seed in seeds:
             domains = _ablate_loss(cfg, out, seed, domains, progress, say, ablate_search)

@@ -53,10 +53,11 @@ MATCH_MAX_DRAWS = 200_000
 
 
 def run_method(method: str, cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
-               mpnas_dir: Path | None = None) -> dict[str, Any]:
+               mpnas_dir: Path | None = None, resume: bool = False) -> dict[str, Any]:
     """Run one method end to end into `run_dir`; returns its results (also written to results.json).
 
-    `mpnas_dir` is the finished MPNAS run of the same seed, for the methods in NEEDS_MPNAS."""
+    `mpnas_dir` is the finished MPNAS run of the same seed, for the methods in NEEDS_MPNAS. With `resume`, the
+    stages that finished are kept and an unfinished one continues from its checkpoint."""
     if method not in METHODS:
         raise MpnasError(f"method {method!r} unknown; choose from {', '.join(METHODS)}")
     domains = domains or load_data(cfg, progress)
@@ -65,7 +66,7 @@ def run_method(method: str, cfg: RunConfig, run_dir: Path, domains: DomainSet | 
     if method in NEEDS_MPNAS:
         if mpnas_dir is None or not (mpnas_dir / ARCH).is_file():
             raise MpnasError(f"method {method} needs a finished mpnas run of seed {cfg.seed} (its architecture.json)")
-        return _mrp_matched(cfg, run_dir, domains, progress, mpnas_dir)
+        return _mrp_matched(cfg, run_dir, domains, progress, mpnas_dir, resume)
     runner = {
         "mpnas": _mpnas,
         "sd-nas": _sd_nas,
@@ -74,52 +75,52 @@ def run_method(method: str, cfg: RunConfig, run_dir: Path, domains: DomainSet | 
         "mrp": _mrp,
         "trl": _trl,
     }[method]
-    return runner(cfg, run_dir, domains, progress)
+    return runner(cfg, run_dir, domains, progress, resume)
 
 
 def train_and_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet, arch: Architecture, method: str,
-                       progress: bool = True, report: bool = True) -> dict[str, Any]:
+                       progress: bool = True, report: bool = True, resume: bool = False) -> dict[str, Any]:
     """Train an architecture from scratch in `run_dir`, evaluate it and (optionally) write its report."""
     write_config(run_dir, cfg)
     arch.meta["method"] = method
     arch.save(run_dir / "architecture.json")
-    model = stage_train(cfg, run_dir, domains, progress, arch=arch)
+    model = stage_train(cfg, run_dir, domains, progress, arch=arch, resume=resume)
     results = stage_evaluate(cfg, run_dir, domains, model, method=method)
     if report:
         stage_report(run_dir)
     return results
 
 
-def _mpnas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
-    arch = stage_search(cfg, run_dir, domains, progress, method="mpnas")
-    return train_and_evaluate(cfg, run_dir, domains, arch, "mpnas", progress)
+def _mpnas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, resume: bool = False) -> dict[str, Any]:
+    arch = stage_search(cfg, run_dir, domains, progress, method="mpnas", resume=resume)
+    return train_and_evaluate(cfg, run_dir, domains, arch, "mpnas", progress, resume=resume)
 
 
-def _mdsp_nas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
-    arch = stage_search(cfg, run_dir, domains, progress, groups={"shared": domains.names()}, method="mdsp-nas")
-    return train_and_evaluate(cfg, run_dir, domains, arch, "mdsp-nas", progress)
+def _mdsp_nas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, resume: bool = False) -> dict[str, Any]:
+    arch = stage_search(cfg, run_dir, domains, progress, groups={"shared": domains.names()}, method="mdsp-nas", resume=resume)
+    return train_and_evaluate(cfg, run_dir, domains, arch, "mdsp-nas", progress, resume=resume)
 
 
 def _largest(domains: DomainSet) -> str:
     return max(domains, key=lambda d: len(d.splits["train"])).name
 
 
-def _sp_mn(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
+def _sp_mn(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, resume: bool = False) -> dict[str, Any]:
     source = _largest(domains)
     single = DomainSet(domains.source, [domains[source]])
-    searched = stage_search(cfg, run_dir / f"search-{source}", single, progress, method="sp-mn-search")
+    searched = stage_search(cfg, run_dir / f"search-{source}", single, progress, method="sp-mn-search", resume=resume)
     path = searched.paths[source]
     arch = Architecture(build_space(cfg), {d.name: path for d in domains}, {d.name: d.num_classes for d in domains},
                         meta={"searched_on": source})
-    return train_and_evaluate(cfg, run_dir, domains, arch, "sp-mn", progress)
+    return train_and_evaluate(cfg, run_dir, domains, arch, "sp-mn", progress, resume=resume)
 
 
-def _trl(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
+def _trl(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, resume: bool = False) -> dict[str, Any]:
     space = build_space(cfg)
     ref = space.reference_path()
     arch = Architecture(space, {d.name: ref for d in domains}, {d.name: d.num_classes for d in domains},
                         routing_ratio=cfg.baselines.trl_ratio, meta={"backbone": "reference path of the space"})
-    return train_and_evaluate(cfg, run_dir, domains, arch, "trl", progress)
+    return train_and_evaluate(cfg, run_dir, domains, arch, "trl", progress, resume=resume)
 
 
 def random_architecture(cfg: RunConfig, domains: DomainSet, seed: int) -> Architecture:
@@ -174,16 +175,17 @@ def matched_random_architecture(cfg: RunConfig, domains: DomainSet, reference: A
                         meta={"random_seed": seed, "cost_unit": cost.unit, "tolerance": tolerance, "matched": match})
 
 
-def _mrp_matched(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, mpnas_dir: Path) -> dict[str, Any]:
+def _mrp_matched(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, mpnas_dir: Path,
+                 resume: bool = False) -> dict[str, Any]:
     reference = Architecture.load(mpnas_dir / ARCH)
     if reference.domains != domains.names():
         raise MpnasError(f"mrp-matched: the MPNAS run {mpnas_dir} has domains {reference.domains}, the data {domains.names()}")
     arch = matched_random_architecture(cfg, domains, reference, seed=7919 + cfg.seed)
     arch.meta["matched_to"] = str(mpnas_dir)
-    return train_and_evaluate(cfg, run_dir, domains, arch, "mrp-matched", progress)
+    return train_and_evaluate(cfg, run_dir, domains, arch, "mrp-matched", progress, resume=resume)
 
 
-def _mrp(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
+def _mrp(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, resume: bool = False) -> dict[str, Any]:
     if cfg.baselines.mrp_trials < 1:
         raise MpnasError("config baselines.mrp_trials must be >= 1")
     t0 = time.perf_counter()
@@ -194,14 +196,14 @@ def _mrp(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> d
             trials.append(read_json(trial_dir / RESULTS, "results file"))
             continue
         arch = random_architecture(cfg, domains, seed=1000 * cfg.seed + k)
-        trials.append(train_and_evaluate(cfg, trial_dir, domains, arch, "mrp", progress, report=False))
+        trials.append(train_and_evaluate(cfg, trial_dir, domains, arch, "mrp", progress, report=False, resume=resume))
     results = average_results("mrp", trials)
     mark_stage(run_dir, "mrp", time.perf_counter() - t0)
     write_json(run_dir / RESULTS, results)
     return results
 
 
-def _sd_nas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -> dict[str, Any]:
+def _sd_nas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, resume: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     per_domain, paths = {}, {}
     for dom in domains:
@@ -211,8 +213,8 @@ def _sd_nas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool) -
             per_domain[dom.name] = read_json(sub / RESULTS, "results file")
             paths[dom.name] = Architecture.load(sub / "architecture.json").paths[dom.name]
             continue
-        arch = stage_search(cfg, sub, single, progress, method="sd-nas")
-        per_domain[dom.name] = train_and_evaluate(cfg, sub, single, arch, "sd-nas", progress, report=False)
+        arch = stage_search(cfg, sub, single, progress, method="sd-nas", resume=resume)
+        per_domain[dom.name] = train_and_evaluate(cfg, sub, single, arch, "sd-nas", progress, report=False, resume=resume)
         paths[dom.name] = arch.paths[dom.name]
     bundle = Architecture(build_space(cfg), paths, {d.name: d.num_classes for d in domains}, meta={"method": "sd-nas", "bundle": True})
     bundle.save(run_dir / "architecture.json")

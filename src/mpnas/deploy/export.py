@@ -305,9 +305,10 @@ def _export_pte(model: Any, domains: DomainSet, out: Path, repeats: int, manifes
             entry["pte_int8_top1"] = check["top1"]
             entry["pte_int8_top1_drop"] = round(entry["pte_top1"] - check["top1"], 3)
             entry["pte_int8_max_abs_diff_simulated"] = check["max_abs_diff"]
-    for file in files:
-        key = "pte_int8" if "int8" in file else "pte"
-        for name, lat in _pte_latency(out / file, list(nets), resolution, repeats).items():
+    timed = _pte_latency([out / f for f in files], list(nets), resolution, repeats)
+    for file, per_method in timed.items():
+        key = "pte_int8" if file.endswith(".int8.pte") else "pte"
+        for name, lat in per_method.items():
             manifest["domains"][name]["latency_ms"][key] = lat
     return info
 
@@ -339,8 +340,9 @@ def _check_program(program: Any, method: str, net: nn.Module, domain: Any, split
     return {"max_abs_diff": diff, "scale": scale, "agreement": round(agree / n, 6), "top1": round(100.0 * correct / n, 3)}
 
 
-def _pte_latency(path: Path, methods: list[str], resolution: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Batch-1 median latency (ms) of every method of a .pte, with one thread and with all threads.
+def _pte_latency(paths: list[Path], methods: list[str], resolution: int, repeats: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Batch-1 median latency (ms) of every method of each `.pte`, with one thread and with all threads:
+    {file name: {method: {"threads_1": ms, "threads_all": ms}}}.
 
     ExecuTorch sizes its thread pool once per process; resizing it after methods have run aborted the process
     (a pthread assertion) here, so each thread count is timed in a fresh child process."""
@@ -348,14 +350,17 @@ def _pte_latency(path: Path, methods: list[str], resolution: int, repeats: int) 
     import subprocess
     import sys
 
-    out: dict[str, dict[str, float]] = {m: {} for m in methods}
+    out: dict[str, dict[str, dict[str, float]]] = {p.name: {m: {} for m in methods} for p in paths}
     for label, threads in (("threads_1", 1), ("threads_all", os.cpu_count() or 1)):
-        cmd = [sys.executable, "-m", "mpnas.deploy.pte", str(path), str(resolution), str(repeats), str(threads), *methods]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        spec = json.dumps({"files": [str(p) for p in paths], "methods": methods, "resolution": resolution,
+                           "repeats": repeats, "threads": threads})
+        proc = subprocess.run([sys.executable, "-m", "mpnas.deploy.pte", spec], capture_output=True, text=True)
         if proc.returncode != 0:
-            raise MpnasError(f"timing {path} with {threads} thread(s) failed: {proc.stderr.strip().splitlines()[-1:]}")
-        for m, ms in json.loads(proc.stdout.strip().splitlines()[-1]).items():
-            out[m][label] = ms
+            raise MpnasError(f"timing {', '.join(p.name for p in paths)} with {threads} thread(s) failed: "
+                             f"{proc.stderr.strip().splitlines()[-1:]}")
+        for path, per_method in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+            for m, ms in per_method.items():
+                out[Path(path).name][m][label] = ms
     return out
 
 

@@ -161,30 +161,33 @@ class PteProgram:
         return self._methods[method].execute([x.clone(memory_format=torch.contiguous_format)])[0].clone()
 
 
-def _time_methods(argv: list[str]) -> None:
-    """`python -m mpnas.deploy.pte PATH RESOLUTION REPEATS THREADS METHOD...`: batch-1 median ms per method as JSON.
+def _time_methods(spec: str) -> None:
+    """`python -m mpnas.deploy.pte SPEC`: batch-1 median ms of every method of every file, as JSON on stdout.
 
-    Run in a fresh process by `mpnas.deploy.export`: the thread pool is sized before anything executes."""
+    SPEC is JSON: {"files": [...], "methods": [...], "resolution": R, "repeats": N, "threads": T}. Run in a fresh
+    process by `mpnas.deploy.export`: the thread pool is sized before anything executes."""
     import json
     import statistics
     import time
 
-    path, resolution, repeats, threads, *methods = argv
+    args = json.loads(spec)
     need_executorch()
     from executorch.extension.pybindings import portable_lib
 
-    portable_lib._unsafe_reset_threadpool(int(threads))
-    program = PteProgram(Path(path))
-    x = torch.zeros(1, 3, int(resolution), int(resolution))
-    out = {}
-    for m in methods:
-        times = []
-        for i in range(int(repeats) + 3):
-            t0 = time.perf_counter()
-            program(m, x)
-            if i >= 3:
-                times.append((time.perf_counter() - t0) * 1e3)
-        out[m] = round(statistics.median(times), 4)
+    portable_lib._unsafe_reset_threadpool(int(args["threads"]))
+    x = torch.zeros(1, 3, int(args["resolution"]), int(args["resolution"]))
+    out: dict[str, dict[str, float]] = {}
+    for path in args["files"]:
+        program = PteProgram(Path(path))
+        out[path] = {}
+        for m in args["methods"]:
+            times = []
+            for i in range(int(args["repeats"]) + 3):
+                t0 = time.perf_counter()
+                program(m, x)
+                if i >= 3:
+                    times.append((time.perf_counter() - t0) * 1e3)
+            out[path][m] = round(statistics.median(times), 4)
     print(json.dumps(out))
 
 
@@ -195,4 +198,4 @@ __all__ = ["FrozenAffine", "PteProgram", "lower", "lower_int8", "lower_programs"
 if __name__ == "__main__":
     import sys
 
-    _time_methods(sys.argv[1:])
+    _time_methods(sys.argv[1])

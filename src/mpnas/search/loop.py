@@ -18,7 +18,6 @@ skip) runs as the average of all its options (op warm-up); see `warm_up`.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any, Callable
@@ -38,6 +37,7 @@ from mpnas.space.arch import Architecture
 from mpnas.space.cost import geometry_cost
 from mpnas.space.latency import LatencyTable
 from mpnas.space.space import Decision, Path, PathGeometry, SearchSpace
+from mpnas.train.checkpoint import Checkpointer, read_state
 from mpnas.train.losses import LossCombiner
 from mpnas.train.optim import check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device, steps_for
 
@@ -121,10 +121,14 @@ def run_search(
     groups: dict[str, list[str]] | None = None,
     progress: bool = True,
     log: Callable[[dict[str, Any]], None] | None = None,
+    checkpointer: Checkpointer | None = None,
+    resume: bool = False,
 ) -> tuple[Architecture, SearchState]:
     """Search; return the derived architecture (each domain's most likely path) and the final state.
 
     `groups` maps a controller name to the domains it chooses for; default: one controller per domain.
+    `checkpointer` saves the state every so many steps and on SIGTERM/SIGINT; with `resume`, the search
+    continues from its checkpoint when there is one.
     """
     sc = cfg.search
     names = domains.names()
@@ -165,9 +169,33 @@ def run_search(
     )
     rl_first = int(round(sc.rl_start * steps))
     decisions = space.decisions()
+    checkpointer = checkpointer or Checkpointer(run_dir / "search_state.pt", "search", 0, "", None)
+    if resume:
+        checkpointer.resume(state.load_state_dict)
 
     bar = progress_bar(steps, "search", progress)
-    start = time.perf_counter()
+    bar.update(state.step)
+    with checkpointer:
+        _search_steps(state, space, groups, steps, rl_first, decisions, sc, cost_model, targets, beta, log, bar, checkpointer)
+    bar.close()
+
+    paths, selection = derive_paths(state, space, groups, sc, cost_model, targets, beta, log)
+    arch = Architecture(
+        space,
+        {d: paths[d] for d in names},
+        num_classes,
+        meta={"search_steps": steps, "seed": cfg.seed, "reward": sc.reward, "beta": beta, "cost_unit": cost_model.unit,
+              "quality": sc.quality, "samples_per_step": sc.samples_per_step, "selection": selection,
+              "targets": targets, "groups": groups, "wall_time_s": round(checkpointer.elapsed(), 2)},
+    )
+    return arch, state
+
+
+def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list[str]], steps: int, rl_first: int,
+                  decisions: list[Decision], sc: Any, cost_model: CostModel, targets: dict[str, float], beta: float,
+                  log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer) -> None:
+    """Algorithm 1's loop from `state.step` to `steps`; a checkpoint may be written after any step."""
+    supernet, optimizer, combiner = state.supernet, state.optimizer, state.combiner
     for step in range(state.step, steps):
         frac = step / steps
         rl_active = step >= rl_first
@@ -234,27 +262,14 @@ def run_search(
             mean_r = sum(r["reward"] for r in results.values()) / len(results)
             bar.set_postfix(reward=f"{mean_r:.3f}", loss=f"{loss_vec.mean().item():.3f}", rl="on" if rl_active else "warm")
         bar.update(1)
-    bar.close()
-
-    paths, selection = derive_paths(state, space, groups, sc, cost_model, targets, beta, log)
-    arch = Architecture(
-        space,
-        {d: paths[d] for d in names},
-        num_classes,
-        meta={"search_steps": steps, "seed": cfg.seed, "reward": sc.reward, "beta": beta, "cost_unit": cost_model.unit,
-              "quality": sc.quality, "samples_per_step": sc.samples_per_step, "selection": selection,
-              "targets": targets, "groups": groups, "wall_time_s": round(time.perf_counter() - start, 2)},
-    )
-    return arch, state
+        checkpointer.step_done(state.step, state.state_dict)
 
 
 def load_final_search(run_dir: FsPath, space: SearchSpace, num_classes: dict[str, int]
                       ) -> tuple[Supernet, dict[str, Controller], dict[str, Any]]:
     """A finished search's supernet (in training mode: paths are scored with batch statistics, as during search),
     its controllers, and the whole checkpoint (`search_state.pt`), for probes and re-derivation."""
-    from mpnas.train.optim import load_checkpoint
-
-    ckpt = load_checkpoint(run_dir / "search_state.pt")
+    ckpt = read_state(run_dir / "search_state.pt")
     supernet = Supernet(space, num_classes, dropout=0.0)
     supernet.load_state_dict(ckpt["supernet"])
     supernet.train()

@@ -26,6 +26,7 @@ from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl, atomic_write_bytes
 from mpnas.nn.merged import MultiPathModel
 from mpnas.space.arch import Architecture
+from mpnas.train.checkpoint import Checkpointer
 from mpnas.train.losses import LossCombiner
 from mpnas.train.optim import check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device, steps_for
 
@@ -44,9 +45,11 @@ class TrainState:
     step: int = 0
     best_score: float = -1.0
     best_step: int = -1
+    best_weights: dict[str, torch.Tensor] | None = None  # the model's weights at best_step
 
     def state_dict(self) -> dict[str, Any]:
         return {
+            "best_weights": self.best_weights,
             "step": self.step,
             "model": self.model.state_dict(),
             "combiner": self.combiner.state_dict(),
@@ -65,6 +68,7 @@ class TrainState:
         self.scheduler.load_state_dict(state["scheduler"])
         self.loader.load_state_dict(state["loader"])
         self.best_score, self.best_step = float(state["best_score"]), int(state["best_step"])
+        self.best_weights = state.get("best_weights")
 
 
 @torch.no_grad()
@@ -123,7 +127,11 @@ def train_architecture(
     progress: bool = True,
     log: Callable[[dict[str, Any]], None] | None = None,
     routing_seed: int = 0,
+    checkpointer: Checkpointer | None = None,
+    resume: bool = False,
 ) -> tuple[MultiPathModel, TrainState]:
+    """Train the merged model of `arch` from scratch; the best weights by mean validation top-1 are returned and
+    written to `weights_path`. `checkpointer` and `resume` work as in `run_search`."""
     tc = cfg.train
     names = domains.names()
     if list(arch.domains) != names:
@@ -148,8 +156,23 @@ def train_architecture(
         scheduler=make_scheduler(optimizer, steps, tc.optim.warmup_frac),
         loader=MultiDomainLoader(domains, tc.batch_size, split="train", seed=cfg.seed, device=device),
     )
-    best = copy.deepcopy(model.state_dict())
+    state.best_weights = copy.deepcopy(model.state_dict())
+    checkpointer = checkpointer or Checkpointer(weights_path.parent / "train_state.pt", "train", 0, "", None)
+    if resume:
+        checkpointer.resume(state.load_state_dict)
     bar = progress_bar(steps, "train", progress)
+    bar.update(state.step)
+    with checkpointer:
+        _train_steps(state, domains, arch, weights_path, steps, tc, log, bar, checkpointer)
+    bar.close()
+    model.load_state_dict(state.best_weights)
+    return model, state
+
+
+def _train_steps(state: TrainState, domains: DomainSet, arch: Architecture, weights_path: Path, steps: int, tc: Any,
+                 log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer) -> None:
+    """Training from `state.step` to `steps`; a checkpoint may be written after any step."""
+    model, combiner, optimizer = state.model, state.combiner, state.optimizer
     model.train()
     for step in range(state.step, steps):
         frac = step / steps
@@ -175,10 +198,8 @@ def train_architecture(
             log({"stage": "train_eval", "step": step, "domain": "__mean__", "val_top1": mean})
             if mean > state.best_score:
                 state.best_score, state.best_step = mean, step
-                best = copy.deepcopy(model.state_dict())
+                state.best_weights = copy.deepcopy(model.state_dict())
                 save_weights(model, weights_path, arch, {"step": step, "val_mean_top1": mean, "val_top1": val})
             bar.set_postfix(val=f"{mean:.1f}", best=f"{state.best_score:.1f}")
         bar.update(1)
-    bar.close()
-    model.load_state_dict(best)
-    return model, state
+        checkpointer.step_done(state.step, state.state_dict)

@@ -1,0 +1,191 @@
+"""Checkpoint and resume: a run killed at any point and resumed equals an uninterrupted run, bit for bit; a
+checkpoint of another run, or a broken one, is refused by name; an unfinished run is never overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mpnas.config import apply_overrides, dump_yaml
+from mpnas.errors import MpnasError
+from mpnas.train.checkpoint import Checkpointer, fingerprint
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+@pytest.fixture(scope="module")
+def resume_cfg(tiny_cfg, tmp_path_factory) -> Path:
+    """Long enough stages (30 search and 40 training steps) for a kill to land inside each; a checkpoint every
+    3 steps, so a resume replays the steps since the last one."""
+    cfg = apply_overrides(tiny_cfg, ["search.steps=30", "train.steps=40", "train.eval_every=10", "checkpoint_every=3"])
+    path = tmp_path_factory.mktemp("resume-cfg") / "cfg.yaml"
+    path.write_text(dump_yaml(cfg))
+    return path
+
+
+def _mpnas(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mpnas", *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+
+
+def _stages(run: Path) -> dict:
+    f = run / "stages.json"
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def _run_until(cfg: Path, out: Path, ready, sig: int = signal.SIGKILL) -> subprocess.Popen:
+    """Start `mpnas run` and send `sig` as soon as `ready(out)` holds."""
+    proc = subprocess.Popen(_mpnas("run", "--config", str(cfg), "--budget", "quick", "--out", str(out), "--quiet"),
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not ready(out):
+        assert proc.poll() is None, f"the run ended before the kill point: {proc.stderr.read().decode()[-500:]}"
+        assert time.time() < deadline
+        time.sleep(0.002)
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    return proc
+
+
+def _comparable(run: Path) -> dict:
+    arch = json.loads((run / "architecture.json").read_text())
+    arch["meta"].pop("wall_time_s")
+    results = json.loads((run / "results.json").read_text())
+    results.pop("wall_time_s")
+    return {"arch": arch, "results": results, "metrics": (run / "metrics.jsonl").read_text().splitlines(),
+            "weights": load_file(run / "model.safetensors")}
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a["arch"] == b["arch"] and a["results"] == b["results"]
+    assert a["metrics"] == b["metrics"]  # the replayed steps are logged once
+    assert a["weights"].keys() == b["weights"].keys()
+    for k in a["weights"]:
+        assert torch.equal(a["weights"][k], b["weights"][k]), k
+
+
+def _logged(run: Path, stage: str, step: int) -> bool:
+    """Whether metrics.jsonl has a `stage` row at `step` or later: a kill then lands after a checkpoint and after
+    rows logged since it, which a resume must not log twice."""
+    f = run / "metrics.jsonl"
+    if not f.is_file():
+        return False
+    for line in f.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a row being written
+            continue
+        if row.get("stage") == stage and row.get("step", -1) >= step:
+            return True
+    return False
+
+
+def _mid_search(run: Path) -> bool:
+    return _logged(run, "search", 10) and "search" not in _stages(run)
+
+
+def _between_stages(run: Path) -> bool:
+    return "search" in _stages(run)
+
+
+def _mid_train(run: Path) -> bool:
+    return _logged(run, "train", 14) and "train" not in _stages(run)
+
+
+@pytest.fixture(scope="module")
+def reference(resume_cfg, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("resume-ref") / "run"
+    subprocess.run(_mpnas("run", "--config", str(resume_cfg), "--budget", "quick", "--out", str(out), "--quiet"),
+                   env=_env(), check=True, capture_output=True)
+    return _comparable(out)
+
+
+@pytest.mark.parametrize("point", [_mid_search, _between_stages, _mid_train], ids=["search", "between", "train"])
+def test_sigkill_then_resume_is_bit_identical(point, resume_cfg, reference, tmp_path):
+    out = tmp_path / "run"
+    _run_until(resume_cfg, out, point)
+    assert not (out / "results.json").is_file()
+    # Without --resume the unfinished run is refused and left as it is.
+    before = sorted(p.name for p in out.iterdir())
+    refused = subprocess.run(_mpnas("run", "--out", str(out), "--config", str(resume_cfg), "--budget", "quick", "--quiet"),
+                             env=_env(), capture_output=True, text=True)
+    assert refused.returncode == 2 and "unfinished run" in refused.stderr and "--resume" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and sorted(p.name for p in out.iterdir()) == before
+    subprocess.run(_mpnas("run", "--out", str(out), "--resume", "--quiet"), env=_env(), check=True, capture_output=True)
+    _assert_same(_comparable(out), reference)
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_then_resumes(resume_cfg, reference, tmp_path):
+    out = tmp_path / "run"
+    proc = _run_until(resume_cfg, out, _mid_train, signal.SIGTERM)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 130 and "continue with --resume" in err, err
+    ckpt = torch.load(out / "train_state.pt", weights_only=True)
+    assert not ckpt["finished"] and ckpt["step"] > 0
+    subprocess.run(_mpnas("run", "--out", str(out), "--resume", "--quiet"), env=_env(), check=True, capture_output=True)
+    _assert_same(_comparable(out), reference)
+
+
+def _state(value: float) -> dict:
+    return {"w": torch.full((3,), value)}
+
+
+def test_a_kill_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    ckpt = Checkpointer(tmp_path / "s.pt", "train", 1, "abc")
+    ckpt.save(5, _state(1.0))
+
+    def killed(src, dst):  # the process dies after writing the temporary file, before the rename
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save(6, _state(2.0))
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["s.pt"]  # no temporary file left behind
+    loaded = {}
+    assert Checkpointer(tmp_path / "s.pt", "train", 1, "abc").resume(loaded.update) == 5
+    assert torch.equal(loaded["w"], torch.ones(3))
+
+
+def test_foreign_or_broken_checkpoints_are_refused_by_name(tmp_path):
+    Checkpointer(tmp_path / "s.pt", "train", 1, "abc").save(5, _state(1.0))
+    with pytest.raises(MpnasError, match=r"s\.pt: belongs to another run"):
+        Checkpointer(tmp_path / "s.pt", "train", 1, "xyz").resume(lambda s: None)
+    with pytest.raises(MpnasError, match=r"s\.pt: not a search checkpoint"):
+        Checkpointer(tmp_path / "s.pt", "search", 1, "abc").resume(lambda s: None)
+    (tmp_path / "b.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(MpnasError, match=r"b\.pt: cannot be read"):
+        Checkpointer(tmp_path / "b.pt", "train", 1, "abc").resume(lambda s: None)
+    Checkpointer(tmp_path / "f.pt", "train", 1, "abc").save(9, _state(1.0), finished=True)
+    with pytest.raises(MpnasError, match="has finished"):
+        Checkpointer(tmp_path / "f.pt", "train", 1, "abc").resume(lambda s: None)
+
+
+def test_fingerprint_ignores_speed_settings_only(tiny_cfg):
+    from mpnas.config import to_dict
+
+    base = fingerprint(to_dict(tiny_cfg))
+    assert fingerprint(to_dict(apply_overrides(tiny_cfg, ["threads=2", "checkpoint_every=7", "device=cpu"]))) == base
+    assert fingerprint(to_dict(apply_overrides(tiny_cfg, ["train.steps=9"]))) != base
+    assert fingerprint(to_dict(tiny_cfg), arch={"a": 1}) != base
+
+
+def test_resume_refuses_config_flags_and_an_empty_directory(tmp_path, capsys):
+    from mpnas.cli import main
+
+    assert main(["run", "--out", str(tmp_path), "--resume", "--set", "seed=3"]) == 2
+    assert "drop --set" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "no run to continue" in capsys.readouterr().err
