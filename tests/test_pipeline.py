@@ -96,3 +96,24 @@ def test_decathlon_run_scores_on_val_when_test_is_unlabelled(tiny_cfg, tiny_deca
     assert {d["eval_split"] for d in results["domains"].values()} == {"val"}
     assert isinstance(results["decathlon_score"], float) and 0 <= results["decathlon_score"] <= 2000
     assert "decathlon" in (tmp_path / "run" / "report.md").read_text().lower()
+
+
+def test_dry_run_times_each_stage_and_writes_nothing(tiny_cfg, tmp_path, capsys):
+    from mpnas.cli import main
+    from mpnas.config import dump_yaml
+    from mpnas.pipeline import plan_run
+
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(dump_yaml(tiny_cfg))
+    assert main(["run", "--config", str(cfg_file), "--budget", "quick", "--dry-run", "--out", str(tmp_path / "x")]) == 0
+    out = capsys.readouterr().out
+    assert "search, RL" in out and "train" in out and "total" in out
+    assert not (tmp_path / "x").exists()  # a dry run writes nothing
+    plan = plan_run(tiny_cfg, repeats=2)
+    rows = {r["stage"]: r for r in plan["rows"]}
+    warm = round(tiny_cfg.search.rl_start * tiny_cfg.search.steps)
+    assert rows["search, RL"]["count"] + rows.get("search, warm-up", {"count": 0})["count"] == tiny_cfg.search.steps
+    assert rows.get("search, warm-up", {"count": 0})["count"] == warm
+    assert rows["train"]["count"] == tiny_cfg.train.steps and rows["validation passes"]["count"] == 2  # 8 steps, every 4
+    assert all(r["seconds_each"] > 0 and r["seconds"] == r["count"] * r["seconds_each"] for r in plan["rows"])
+    assert plan["total_s"] == sum(r["seconds"] for r in plan["rows"])

@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         _add_data_args(p, default=None)
         _add_run_args(p)
-        p.add_argument("--out", required=True, help="run directory to write")
+        if name == "run":
+            p.add_argument("--dry-run", action="store_true",
+                           help="time a few steps of each stage here and print the estimated wall time; write nothing")
+        p.add_argument("--out", required=name == "search", help="run directory to write")
         p.set_defaults(func=_cmd_search if name == "search" else _cmd_run)
     p = sub.add_parser("bench", help="MPNAS against the paper's baselines on the same data, budget and seeds")
     _add_data_args(p, default=None)
@@ -218,12 +221,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from mpnas.pipeline import run_all
 
+    if args.dry_run:
+        return _dry_run(_run_config(args))
+    if args.out is None:
+        raise MpnasError("run: --out is required (the run directory to write)")
     run_dir = Path(args.out)
     cfg = _resume_config(run_dir, args) if args.resume else _run_config(args)
     results = run_all(cfg, run_dir, progress=not args.quiet, resume=args.resume)
     _print_results(results)
     print(f"report: {run_dir / 'report.md'}")
     return 0
+
+
+def _dry_run(cfg) -> int:
+    from mpnas.pipeline import plan_run
+
+    plan = plan_run(cfg)
+    print(f"dry run: budget {plan['budget']}, {plan['domains']} domains at {plan['resolution']} px, device "
+          f"{plan['device']}, {plan['threads']} threads")
+    print(f"{'stage':<20}{'count':>9}{'s each':>10}{'estimated':>14}")
+    for r in plan["rows"]:
+        print(f"{r['stage']:<20}{r['count']:>9}{r['seconds_each']:>10.4f}{_duration(r['seconds']):>14}")
+    print(f"{'total':<20}{'':>9}{'':>10}{_duration(plan['total_s']):>14}")
+    print(f"not included: {plan['not_included']}")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    h, rest = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ skip) runs as the average of all its options (op warm-up); see `warm_up`.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any, Callable
@@ -145,28 +146,7 @@ def run_search(
     targets = _targets(sc.t0, space, names, cost_model)
     log = log or (lambda row: append_jsonl(run_dir / "metrics.jsonl", row))
 
-    torch.manual_seed(cfg.seed)
-    supernet = Supernet(space, num_classes, dropout=0.0).to(device)
-    combiner = LossCombiner(cfg.loss, names).to(device)
-    optimizer = make_optimizer(sc.optim, list(supernet.parameters()) + list(combiner.parameters()))
-    controllers = {g: Controller(space).to(device) for g in groups}
-    state = SearchState(
-        supernet=supernet,
-        combiner=combiner,
-        optimizer=optimizer,
-        scheduler=make_scheduler(optimizer, steps, sc.optim.warmup_frac),
-        controllers=controllers,
-        controller_optimizers={
-            g: torch.optim.Adam(c.parameters(), lr=sc.controller_lr, betas=(0.0, 0.999)) for g, c in controllers.items()
-        },
-        baselines={g: None for g in groups},
-        train_loader=MultiDomainLoader(domains, sc.batch_size, split="train", seed=cfg.seed, device=device),
-        val_loader=MultiDomainLoader(
-            domains, sc.val_batch_size or 4 * sc.batch_size, split="val", seed=cfg.seed + 1, augment=False, device=device
-        ),
-        generator=torch.Generator().manual_seed(cfg.seed),
-        warm_rng=random.Random(cfg.seed),
-    )
+    state = _new_state(cfg, domains, space, groups, steps, device)
     rl_first = int(round(sc.rl_start * steps))
     decisions = space.decisions()
     checkpointer = checkpointer or Checkpointer(run_dir / "search_state.pt", "search", 0, "", None)
@@ -191,12 +171,80 @@ def run_search(
     return arch, state
 
 
+def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: dict[str, list[str]], steps: int,
+               device: torch.device) -> SearchState:
+    """A fresh search state: supernet, optimisers, controllers, loaders and generators, all seeded from the config."""
+    sc = cfg.search
+    torch.manual_seed(cfg.seed)
+    supernet = Supernet(space, {d.name: d.num_classes for d in domains}, dropout=0.0).to(device)
+    combiner = LossCombiner(cfg.loss, domains.names()).to(device)
+    optimizer = make_optimizer(sc.optim, list(supernet.parameters()) + list(combiner.parameters()))
+    controllers = {g: Controller(space).to(device) for g in groups}
+    return SearchState(
+        supernet=supernet,
+        combiner=combiner,
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, steps, sc.optim.warmup_frac),
+        controllers=controllers,
+        controller_optimizers={
+            g: torch.optim.Adam(c.parameters(), lr=sc.controller_lr, betas=(0.0, 0.999)) for g, c in controllers.items()
+        },
+        baselines={g: None for g in groups},
+        train_loader=MultiDomainLoader(domains, sc.batch_size, split="train", seed=cfg.seed, device=device),
+        val_loader=MultiDomainLoader(
+            domains, sc.val_batch_size or 4 * sc.batch_size, split="val", seed=cfg.seed + 1, augment=False, device=device
+        ),
+        generator=torch.Generator().manual_seed(cfg.seed),
+        warm_rng=random.Random(cfg.seed),
+    )
+
+
+def time_search_steps(cfg: RunConfig, domains: DomainSet, space: SearchSpace, repeats: int = 3,
+                      groups: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Seconds per search step, measured on this device (`mpnas run --dry-run`): in the middle of the warm-up
+    (where about half the decisions run as averages of their options) and once RL is on. The first step of each
+    phase is not counted (allocation, kernel selection)."""
+    sc = cfg.search
+    groups = groups or {d: [d] for d in domains.names()}
+    device = resolve_device(cfg.device)
+    steps = steps_for(sc.steps, sc.epochs, domains, sc.batch_size, "search")
+    num_classes = {d.name: d.num_classes for d in domains}
+    cost_model = CostModel(space, num_classes, sc.latency_table)
+    targets = _targets(sc.t0, space, domains.names(), cost_model)
+    beta = DEFAULT_BETA[sc.reward] if sc.beta is None else sc.beta
+    state = _new_state(cfg, domains, space, groups, steps, device)
+    rl_first = int(round(sc.rl_start * steps))
+    quiet = Checkpointer(FsPath("unused"), "search", 0, "", None)
+    bar = progress_bar(1, "", False)
+    out: dict[str, Any] = {"steps": steps, "warmup_steps": rl_first}
+    for phase, start in (("warmup", rl_first // 2), ("rl", rl_first)):
+        if phase == "warmup" and rl_first == 0:
+            continue
+        state.step = start
+        times = []
+        for i in range(repeats + 1):
+            t0 = _synced_time(device)
+            _search_steps(state, space, groups, steps, rl_first, space.decisions(), sc, cost_model, targets, beta,
+                          lambda row: None, bar, quiet, until=state.step + 1)
+            if i:
+                times.append(_synced_time(device) - t0)
+        out[f"{phase}_s_per_step"] = sorted(times)[len(times) // 2]
+    return out
+
+
+def _synced_time(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list[str]], steps: int, rl_first: int,
                   decisions: list[Decision], sc: Any, cost_model: CostModel, targets: dict[str, float], beta: float,
-                  log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer) -> None:
-    """Algorithm 1's loop from `state.step` to `steps`; a checkpoint may be written after any step."""
+                  log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer,
+                  until: int | None = None) -> None:
+    """Algorithm 1's loop from `state.step` to `steps` (or `until`); a checkpoint may be written after any step."""
     supernet, optimizer, combiner = state.supernet, state.optimizer, state.combiner
-    for step in range(state.step, steps):
+    for step in range(state.step, min(steps, until or steps)):
         frac = step / steps
         rl_active = step >= rl_first
         warm_p = 0.0 if rl_active or rl_first == 0 else 1.0 - step / rl_first

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -145,17 +146,8 @@ def train_architecture(
     steps = steps_for(tc.steps, tc.epochs, domains, tc.batch_size, "train")
     log = log or (lambda row: append_jsonl(weights_path.parent / "metrics.jsonl", row))
 
-    torch.manual_seed(cfg.seed)
-    model = MultiPathModel(arch, dropout=tc.dropout, routing_seed=routing_seed, bn_per_domain=tc.bn_per_domain).to(device)
-    combiner = LossCombiner(cfg.loss, names).to(device)
-    optimizer = make_optimizer(tc.optim, list(model.parameters()) + list(combiner.parameters()))
-    state = TrainState(
-        model=model,
-        combiner=combiner,
-        optimizer=optimizer,
-        scheduler=make_scheduler(optimizer, steps, tc.optim.warmup_frac),
-        loader=MultiDomainLoader(domains, tc.batch_size, split="train", seed=cfg.seed, device=device),
-    )
+    state = _new_state(cfg, domains, arch, steps, device, routing_seed)
+    model = state.model
     state.best_weights = copy.deepcopy(model.state_dict())
     checkpointer = checkpointer or Checkpointer(weights_path.parent / "train_state.pt", "train", 0, "", None)
     if resume:
@@ -169,12 +161,57 @@ def train_architecture(
     return model, state
 
 
+def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: int, device: torch.device,
+               routing_seed: int = 0) -> TrainState:
+    """A fresh training state: the merged model initialised from the config's seed, optimiser, schedule, loader."""
+    tc = cfg.train
+    torch.manual_seed(cfg.seed)
+    model = MultiPathModel(arch, dropout=tc.dropout, routing_seed=routing_seed, bn_per_domain=tc.bn_per_domain).to(device)
+    combiner = LossCombiner(cfg.loss, domains.names()).to(device)
+    optimizer = make_optimizer(tc.optim, list(model.parameters()) + list(combiner.parameters()))
+    return TrainState(
+        model=model,
+        combiner=combiner,
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, steps, tc.optim.warmup_frac),
+        loader=MultiDomainLoader(domains, tc.batch_size, split="train", seed=cfg.seed, device=device),
+    )
+
+
+def time_train_steps(cfg: RunConfig, domains: DomainSet, arch: Architecture, repeats: int = 3) -> dict[str, Any]:
+    """Seconds per training step and per validation pass of `arch`'s merged model on this device (`--dry-run`);
+    the first step is not counted."""
+    tc = cfg.train
+    device = resolve_device(cfg.device)
+    steps = steps_for(tc.steps, tc.epochs, domains, tc.batch_size, "train")
+    state = _new_state(cfg, domains, arch, steps, device)
+    quiet = Checkpointer(Path("unused"), "train", 0, "", None)
+    bar = progress_bar(1, "", False)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    times = []
+    for i in range(repeats + 1):
+        sync()
+        t0 = time.perf_counter()
+        # eval_every is pushed out of reach so that only training steps are timed here
+        _train_steps(state, domains, arch, Path("unused"), steps, replace(tc, eval_every=steps + 1, log_every=steps + 1),
+                     lambda row: None, bar, quiet, until=state.step + 1)
+        sync()
+        if i:
+            times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    evaluate(state.model, domains, "val", tc.eval_batch_size)
+    sync()
+    evals = steps // tc.eval_every + (0 if steps % tc.eval_every == 0 else 1)
+    return {"steps": steps, "s_per_step": sorted(times)[len(times) // 2], "evals": evals,
+            "s_per_eval": time.perf_counter() - t0}
+
+
 def _train_steps(state: TrainState, domains: DomainSet, arch: Architecture, weights_path: Path, steps: int, tc: Any,
-                 log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer) -> None:
-    """Training from `state.step` to `steps`; a checkpoint may be written after any step."""
+                 log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer, until: int | None = None) -> None:
+    """Training from `state.step` to `steps` (or `until`); a checkpoint may be written after any step."""
     model, combiner, optimizer = state.model, state.combiner, state.optimizer
     model.train()
-    for step in range(state.step, steps):
+    for step in range(state.step, min(steps, until or steps)):
         frac = step / steps
         batch = state.loader.next()
         loss_vec = torch.stack(
