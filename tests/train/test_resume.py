@@ -189,3 +189,30 @@ def test_resume_refuses_config_flags_and_an_empty_directory(tmp_path, capsys):
     assert "drop --set" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "no run to continue" in capsys.readouterr().err
+
+
+def test_bench_resume_continues_a_killed_multi_stage_method(resume_cfg, tmp_path):
+    """SD-NAS runs a search and a training per domain: killed inside the second domain's training, the bench is
+    refused without --resume and, with it, ends with the figures of an uninterrupted bench."""
+    def bench(out: Path, *extra: str) -> list[str]:
+        return _mpnas("bench", "--config", str(resume_cfg), "--budget", "quick", "--methods", "sd-nas", "--seeds", "1",
+                      "--quiet", "--out", str(out), *extra)
+
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    subprocess.run(bench(ref), env=_env(), check=True, capture_output=True)
+    proc = subprocess.Popen(bench(out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sub = out / "sd-nas" / "seed0" / "domains"
+    while not any(_mid_train(d) for d in sorted(sub.glob("*"))[1:]):
+        assert proc.poll() is None, proc.stderr.read().decode()[-500:]
+        time.sleep(0.002)
+    proc.kill()
+    proc.wait()
+    refused = subprocess.run(bench(out), env=_env(), capture_output=True, text=True)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    subprocess.run(bench(out, "--resume"), env=_env(), check=True, capture_output=True)
+    for d in sorted(p.name for p in (ref / "sd-nas" / "seed0" / "domains").iterdir()):
+        _assert_same(_comparable(out / "sd-nas" / "seed0" / "domains" / d), _comparable(ref / "sd-nas" / "seed0" / "domains" / d))
+    a, b = (json.loads((r / "sd-nas" / "seed0" / "results.json").read_text()) for r in (out, ref))
+    a.pop("wall_time_s", None)
+    b.pop("wall_time_s", None)
+    assert a == b
