@@ -174,9 +174,7 @@ def _run_dir_config(args: argparse.Namespace):
 def _cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mpnas.pipeline import stage_search
-
-    from mpnas.pipeline import refuse_unfinished
+    from mpnas.pipeline import refuse_unfinished, stage_search
 
     run_dir = Path(args.out)
     refuse_unfinished(run_dir, args.resume, "search")
@@ -188,9 +186,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from mpnas.pipeline import stage_train
-
-    from mpnas.pipeline import refuse_unfinished
+    from mpnas.pipeline import refuse_unfinished, stage_train
 
     run_dir, cfg = _run_dir_config(args)
     refuse_unfinished(run_dir, args.resume, "train")

@@ -245,6 +245,7 @@ def plan_run(cfg: RunConfig, repeats: int = 3) -> dict[str, Any]:
     counts, writing nothing. Training is timed on the merged model of the space's reference path for every
     domain (the searched paths are not known yet; the reference is the middle option of every decision)."""
     from mpnas.search.loop import time_search_steps
+    from mpnas.train.optim import resolve_device
     from mpnas.train.trainer import time_train_steps
 
     apply_threads(cfg)
@@ -260,18 +261,12 @@ def plan_run(cfg: RunConfig, repeats: int = 3) -> dict[str, Any]:
     rows.append(("search, RL", search["steps"] - search["warmup_steps"], search["rl_s_per_step"]))
     rows.append(("train", train["steps"], train["s_per_step"]))
     rows.append(("validation passes", train["evals"], train["s_per_eval"]))
-    return {"budget": cfg.budget, "device": str(resolve_device_name(cfg)), "threads": torch.get_num_threads(),
+    return {"budget": cfg.budget, "device": str(resolve_device(cfg.device)), "threads": torch.get_num_threads(),
             "domains": len(domains), "resolution": cfg.data.resolution,
             "rows": [{"stage": n, "count": c, "seconds_each": t, "seconds": c * t} for n, c, t in rows],
             "total_s": sum(c * t for _, c, t in rows),
             "not_included": ("the final path selection (search.final_candidates > 1), evaluation and report"
                              if cfg.search.final_candidates > 1 else "evaluation and report (seconds)")}
-
-
-def resolve_device_name(cfg: RunConfig) -> str:
-    from mpnas.train.optim import resolve_device
-
-    return str(resolve_device(cfg.device))
 
 
 def run_all(cfg: RunConfig, run_dir: Path, progress: bool = True, resume: bool = False) -> dict[str, Any]:

@@ -18,7 +18,6 @@ skip) runs as the average of all its options (op warm-up); see `warm_up`.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any, Callable
@@ -40,7 +39,8 @@ from mpnas.space.latency import LatencyTable
 from mpnas.space.space import Decision, Path, PathGeometry, SearchSpace
 from mpnas.train.checkpoint import Checkpointer, read_state
 from mpnas.train.losses import LossCombiner
-from mpnas.train.optim import check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device, steps_for
+from mpnas.train.optim import (check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device,
+                               steps_for, synced_clock)
 
 
 @dataclass
@@ -223,19 +223,13 @@ def time_search_steps(cfg: RunConfig, domains: DomainSet, space: SearchSpace, re
         state.step = start
         times = []
         for i in range(repeats + 1):
-            t0 = _synced_time(device)
+            t0 = synced_clock(device)
             _search_steps(state, space, groups, steps, rl_first, space.decisions(), sc, cost_model, targets, beta,
                           lambda row: None, bar, quiet, until=state.step + 1)
             if i:
-                times.append(_synced_time(device) - t0)
+                times.append(synced_clock(device) - t0)
         out[f"{phase}_s_per_step"] = sorted(times)[len(times) // 2]
     return out
-
-
-def _synced_time(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list[str]], steps: int, rl_first: int,

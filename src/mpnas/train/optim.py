@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -79,6 +80,13 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MpnasError(f"config device: {name!r} asked for, but no CUDA device is available")
     return device
+
+
+def synced_clock(device: torch.device) -> float:
+    """`time.perf_counter()` after the device's queued work has finished (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +28,8 @@ from mpnas.nn.merged import MultiPathModel
 from mpnas.space.arch import Architecture
 from mpnas.train.checkpoint import Checkpointer
 from mpnas.train.losses import LossCombiner
-from mpnas.train.optim import check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device, steps_for
+from mpnas.train.optim import (check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device,
+                               steps_for, synced_clock)
 
 WEIGHTS_FORMAT = "mpnas.weights/1"
 
@@ -187,23 +187,19 @@ def time_train_steps(cfg: RunConfig, domains: DomainSet, arch: Architecture, rep
     state = _new_state(cfg, domains, arch, steps, device)
     quiet = Checkpointer(Path("unused"), "train", 0, "", None)
     bar = progress_bar(1, "", False)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    only_steps = replace(tc, eval_every=steps + 1, log_every=steps + 1)  # only training steps are timed here
     times = []
     for i in range(repeats + 1):
-        sync()
-        t0 = time.perf_counter()
-        # eval_every is pushed out of reach so that only training steps are timed here
-        _train_steps(state, domains, arch, Path("unused"), steps, replace(tc, eval_every=steps + 1, log_every=steps + 1),
-                     lambda row: None, bar, quiet, until=state.step + 1)
-        sync()
+        t0 = synced_clock(device)
+        _train_steps(state, domains, arch, Path("unused"), steps, only_steps, lambda row: None, bar, quiet,
+                     until=state.step + 1)
         if i:
-            times.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
+            times.append(synced_clock(device) - t0)
+    t0 = synced_clock(device)
     evaluate(state.model, domains, "val", tc.eval_batch_size)
-    sync()
     evals = steps // tc.eval_every + (0 if steps % tc.eval_every == 0 else 1)
     return {"steps": steps, "s_per_step": sorted(times)[len(times) // 2], "evals": evals,
-            "s_per_eval": time.perf_counter() - t0}
+            "s_per_eval": synced_clock(device) - t0}
 
 
 def _train_steps(state: TrainState, domains: DomainSet, arch: Architecture, weights_path: Path, steps: int, tc: Any,
