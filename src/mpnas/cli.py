@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -102,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("report", "write report.md and figures for a run directory", "_cmd_report"),
     ):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--run", required=True, help="run directory written by the previous stage")
+        # --run-dir: torchrun reads a bare --run after the script as an abbreviation of its own --run-path.
+        p.add_argument("--run", "--run-dir", dest="run", required=True, help="run directory written by the previous stage")
         if name != "report":
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
             p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -411,13 +413,28 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
     return 0
 
 
+TORCHRUN_COMMANDS = ("run", "search", "train", "bench")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from mpnas import distributed
+
     args = build_parser().parse_args(argv)
+    prefix = "mpnas"
     try:
+        if distributed.launched_by_torchrun():
+            if args.command not in TORCHRUN_COMMANDS:
+                raise MpnasError(f"mpnas {args.command} runs in one process; torchrun is for {', '.join(TORCHRUN_COMMANDS)}")
+            ranks = distributed.init(getattr(args, "device", None))
+            if ranks.rank:  # one copy of the printed results: rank 0's (errors still reach stderr)
+                prefix = f"mpnas (rank {ranks.rank})"
+                sys.stdout = open(os.devnull, "w")
         return int(args.func(args) or 0)
     except MpnasError as exc:
-        print(f"mpnas: error: {exc}", file=sys.stderr)
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("mpnas: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()

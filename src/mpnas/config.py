@@ -26,6 +26,7 @@ OPTIMIZERS = ("rmsprop", "sgd", "adamw", "adam")
 REWARDS = ("mnas", "mnas_hard", "abs")
 QUALITIES = ("top1", "prob")
 SPACE_PRESETS = ("default", "paper", "mobilenet_v3_large", "mobilenet_v3_small")
+PRECISIONS = ("auto", "fp32", "bf16")
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
@@ -142,6 +143,14 @@ class RunConfig:
     # Steps between checkpoints of a running search or training (0: only on SIGTERM/SIGINT). 100 steps are about a
     # minute at the CPU budgets; a resumed run continues bit for bit from the last one (`--resume`).
     checkpoint_every: int = 100
+    # Forward passes in bf16 autocast ("auto": on CUDA only; losses are always combined in float32) and the
+    # channels-last memory layout on CUDA (off by default: benchmarks/gpu_step.py measures whether it helps).
+    precision: str = "auto"  # auto | fp32 | bf16
+    channels_last: bool = False
+    # Under torchrun: batch norm statistics over the global batch (every rank's shard, as nn.SyncBatchNorm) rather
+    # than each rank's own shard (DistributedDataParallel's default). On, a run equals one process with the same
+    # global batch up to rounding; off, it saves one small all-reduce per batch norm and forward.
+    sync_bn: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -374,6 +383,7 @@ def validate(cfg: RunConfig) -> None:
     need(0 <= cfg.search.rl_start < 1, "search.rl_start", f"must be in [0, 1), got {cfg.search.rl_start}")
     need(0 <= cfg.search.baseline_momentum < 1, "search.baseline_momentum", "must be in [0, 1)")
     need(cfg.search.controller_lr > 0, "search.controller_lr", "must be positive")
+    choice(cfg.precision, PRECISIONS, "precision")
     need(cfg.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0 (0: only on a signal), got {cfg.checkpoint_every}")
     need(cfg.search.log_every >= 1 and cfg.train.log_every >= 1 and cfg.train.eval_every >= 1,
          "log_every/eval_every", "must be >= 1")

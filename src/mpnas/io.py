@@ -1,4 +1,9 @@
-"""Files a run writes: every write is atomic (temp file + rename), so nothing already written is lost."""
+"""Files a run writes: every write is atomic (temp file + rename), so nothing already written is lost.
+
+Under torchrun every rank holds the same results (`mpnas.distributed`) and only rank 0 writes them: the writes
+here do nothing on the other ranks, which keeps every writer in the package (results, weights, checkpoints,
+metrics, reports) from racing on the same file.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mpnas.distributed import world
 from mpnas.errors import MpnasError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    if not world().is_main:
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -49,6 +57,8 @@ def read_json(path: str | Path, what: str = "file") -> Any:
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON line; a line is small, so a crash loses at most the line being written."""
+    if not world().is_main:
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as fh:

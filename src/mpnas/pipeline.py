@@ -14,6 +14,9 @@
 
 Each stage can run alone (`mpnas search`, `mpnas train`, ...) on the directory the previous one wrote. With
 `resume=True` a finished stage is skipped and an unfinished one continues from its checkpoint, bit for bit.
+
+Under torchrun only rank 0 writes these files; what the stages decide from them (is a stage finished, is a run
+unfinished) is decided by rank 0 for all (`World.decide`), and each stage ends at a barrier.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 
 from mpnas.config import RunConfig, dump_yaml, load_yaml, to_dict
 from mpnas.data import DomainSet, load_domains_from_config
+from mpnas.distributed import world
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_text, read_json, write_json
 from mpnas.nn.merged import MultiPathModel
@@ -43,7 +47,13 @@ def build_space(cfg: RunConfig) -> SearchSpace:
 
 
 def load_data(cfg: RunConfig, progress: bool = True) -> DomainSet:
-    return load_domains_from_config(cfg.data, progress=progress)
+    """The run's domains; under torchrun rank 0 loads first, so that it alone fills the decoded-data cache."""
+    ranks = world()
+    if not ranks.active:
+        return load_domains_from_config(cfg.data, progress=progress)
+    domains = load_domains_from_config(cfg.data, progress=progress) if ranks.is_main else None
+    ranks.barrier()
+    return domains or load_domains_from_config(cfg.data, progress=False)
 
 
 def apply_threads(cfg: RunConfig) -> None:
@@ -54,8 +64,9 @@ def apply_threads(cfg: RunConfig) -> None:
 
 
 def write_config(run_dir: Path, cfg: RunConfig) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG, dump_yaml(cfg))
+    if world().is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG, dump_yaml(cfg))
 
 
 def read_config(run_dir: Path) -> RunConfig:
@@ -71,12 +82,19 @@ def read_architecture(run_dir: Path) -> Architecture:
 
 
 def mark_stage(run_dir: Path, stage: str, seconds: float, **info: Any) -> None:
+    if not world().is_main:
+        return
     stages = read_json(run_dir / STAGES, "stages file") if (run_dir / STAGES).is_file() else {}
     stages[stage] = {"finished": True, "wall_time_s": round(seconds, 2), **info}
     write_json(run_dir / STAGES, stages)
 
 
 def stage_finished(run_dir: Path, stage: str) -> bool:
+    """Whether `stage` finished in `run_dir` (decided by rank 0 under torchrun)."""
+    return world().decide(lambda: _stage_finished_here(run_dir, stage))
+
+
+def _stage_finished_here(run_dir: Path, stage: str) -> bool:
     if not (run_dir / STAGES).is_file():
         return False
     return bool(read_json(run_dir / STAGES, "stages file").get(stage, {}).get("finished"))
@@ -84,18 +102,18 @@ def stage_finished(run_dir: Path, stage: str) -> bool:
 
 def unfinished_run(run_dir: Path, stage: str = "evaluate") -> str | None:
     """Why `run_dir` holds a run that started and has not finished `stage` (None: nothing started, or it finished)."""
-    if not run_dir.is_dir() or stage_finished(run_dir, stage):
+    if not run_dir.is_dir() or _stage_finished_here(run_dir, stage):
         return None
     started = {"evaluate": (CONFIG, SEARCH_STATE, TRAIN_STATE), "search": (CONFIG, SEARCH_STATE), "train": (TRAIN_STATE,)}
     if any((run_dir / f).is_file() for f in started[stage]):
-        done = [k for k in ("search", "train") if stage_finished(run_dir, k)]
+        done = [k for k in ("search", "train") if _stage_finished_here(run_dir, k)]
         return f"run directory {run_dir} holds an unfinished run (finished stages: {', '.join(done) or 'none'})"
     return None
 
 
 def refuse_unfinished(run_dir: Path, resume: bool, stage: str = "evaluate") -> None:
     """A new run must not overwrite an unfinished one: the user continues it with --resume or moves it away."""
-    why = unfinished_run(run_dir, stage)
+    why = world().decide(lambda: unfinished_run(run_dir, stage))
     if why and not resume:
         raise MpnasError(f"{why}; continue it with --resume, or choose another directory")
 
@@ -147,9 +165,11 @@ def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None
     arch, state = run_search(cfg, domains, build_space(cfg), run_dir, groups=groups, progress=progress,
                              checkpointer=ckpt, resume=resume)
     arch.meta["method"] = method
-    arch.save(run_dir / ARCH)
+    if world().is_main:
+        arch.save(run_dir / ARCH)
     ckpt.save(state.step, state.state_dict(), finished=True)
     mark_stage(run_dir, "search", ckpt.elapsed())
+    world().barrier()
     return arch
 
 
@@ -166,9 +186,11 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
     ckpt = _train_checkpointer(cfg, run_dir, arch)
     model, state = train_architecture(cfg, domains, arch, run_dir / WEIGHTS, progress=progress, checkpointer=ckpt,
                                       resume=resume)
-    write_domain_info(run_dir, domains)
+    if world().is_main:
+        write_domain_info(run_dir, domains)
     ckpt.save(state.step, state.state_dict(), finished=True)
     mark_stage(run_dir, "train", ckpt.elapsed(), best_step=state.best_step, best_val_mean_top1=state.best_score)
+    world().barrier()
     return model
 
 
@@ -197,8 +219,10 @@ def stage_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = No
     val = evaluate(model, domains, "val", cfg.train.eval_batch_size)  # for choices that must not see the test split
     results = results_dict(method or arch.meta.get("method", "mpnas"), cfg, arch, domains, top1, val)
     mark_stage(run_dir, "evaluate", time.perf_counter() - t0)
-    results["wall_time_s"] = stage_times(run_dir)
-    write_json(run_dir / RESULTS, results)
+    if world().is_main:
+        results["wall_time_s"] = stage_times(run_dir)
+        write_json(run_dir / RESULTS, results)
+    world().barrier()
     return results
 
 
@@ -213,6 +237,7 @@ def results_dict(method: str, cfg: RunConfig, arch: Architecture, domains: Domai
         "data": cfg.data.spec,
         "budget": cfg.budget,
         "seed": cfg.seed,
+        "world_size": world().size,
         "domains": {
             d.name: {
                 "top1": round(top1[d.name], 3),
@@ -235,8 +260,10 @@ def results_dict(method: str, cfg: RunConfig, arch: Architecture, domains: Domai
 
 
 def stage_report(run_dir: Path) -> Path:
-    from mpnas.analysis.report import write_report
+    from mpnas.analysis.report import REPORT, write_report
 
+    if not world().is_main:  # the figures are drawn by rank 0 alone
+        return run_dir / REPORT
     return write_report(run_dir)
 
 
@@ -278,5 +305,6 @@ def run_all(cfg: RunConfig, run_dir: Path, progress: bool = True, resume: bool =
     stage_search(cfg, run_dir, domains, progress, resume=resume)
     model = stage_train(cfg, run_dir, domains, progress, resume=resume)
     results = stage_evaluate(cfg, run_dir, domains, model)
-    stage_report(run_dir)
+    if world().is_main:
+        stage_report(run_dir)
     return results

@@ -29,8 +29,9 @@ from typing import Any, Iterable, Iterator
 
 from mpnas.baselines.methods import METHODS, NEEDS_MPNAS, average_results, retrain_with_loss, run_method
 from mpnas.baselines.tables import LOSS_VARIANTS, front_name, write_bench
-from mpnas.baselines.tables import finished as _finished
+from mpnas.baselines.tables import finished as _finished_here
 from mpnas.config import RunConfig
+from mpnas.distributed import world
 from mpnas.errors import MpnasError
 from mpnas.io import write_json
 from mpnas.pipeline import RESULTS, apply_threads, load_data
@@ -58,14 +59,35 @@ def _claim_live(lock: Path) -> bool:
     return True
 
 
+def _finished(run_dir: Path) -> dict[str, Any] | None:
+    """A finished run's results (None if unfinished), read by rank 0 for every rank under torchrun."""
+    return world().decide(lambda: _finished_here(run_dir))
+
+
 def _started(run_dir: Path) -> bool:
     """Whether an unfinished run directory holds anything besides its claim."""
-    return any(p.name != CLAIM for p in run_dir.iterdir()) if run_dir.is_dir() else False
+    return world().decide(lambda: any(p.name != CLAIM for p in run_dir.iterdir()) if run_dir.is_dir() else False)
 
 
 @contextmanager
 def claimed(run_dir: Path) -> Iterator[bool]:
-    """Yield True when this process owns `run_dir` for the duration of the block, False when another does."""
+    """Yield True when this process owns `run_dir` for the duration of the block, False when another does.
+    Under torchrun the ranks are one bench process: rank 0 holds the claim and tells the others."""
+    ranks = world()
+    if not ranks.active:
+        with _claimed_here(run_dir) as mine:
+            yield mine
+        return
+    if ranks.is_main:
+        with _claimed_here(run_dir) as mine:
+            ranks.decide(lambda: mine)
+            yield mine
+    else:
+        yield ranks.decide(lambda: False)
+
+
+@contextmanager
+def _claimed_here(run_dir: Path) -> Iterator[bool]:
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = run_dir / CLAIM
     fd = None
@@ -136,16 +158,19 @@ def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Pat
     if ablate == "loss":
         for seed in seeds:
             domains = _ablate_loss(cfg, out, seed, domains, progress, say, ablate_search)
-    return write_bench(out, cfg)
+    return world().decide(lambda: write_bench(out, cfg))  # rank 0 draws the tables and figures
 
 
 def _wait_for(run_dir: Path, what: str, say, poll_s: float) -> bool:
     """Wait while another live process holds `run_dir`; True once it has finished."""
-    if _finished(run_dir) is None and _claim_live(run_dir / CLAIM):
-        say(f"bench: {what} (another process is running it)")
-        while _finished(run_dir) is None and _claim_live(run_dir / CLAIM):
-            time.sleep(poll_s)
-    return _finished(run_dir) is not None
+    def wait() -> bool:
+        if _finished_here(run_dir) is None and _claim_live(run_dir / CLAIM):
+            say(f"bench: {what} (another process is running it)")
+            while _finished_here(run_dir) is None and _claim_live(run_dir / CLAIM):
+                time.sleep(poll_s)
+        return _finished_here(run_dir) is not None
+
+    return world().decide(wait)
 
 
 def _ablate_loss(cfg: RunConfig, out: Path, seed: int, domains, progress: bool, say, search: bool = False):

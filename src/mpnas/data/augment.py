@@ -29,25 +29,30 @@ def pad_size(resolution: int) -> int:
     return max(1, round(resolution * 4 / 32))
 
 
-def augment(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
+def augment(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator, part: slice | None = None,
+            total: int | None = None) -> torch.Tensor:
     """Random crop (and flip where `spec.flip`) of a uint8 N x 3 x R x R batch.
 
     "pad" crops stay uint8 (an exact gather); "resize" crops come back as float32 on the 0..255 scale.
+    With `part`, `images` are that slice of a batch of `total` images (one process's shard): the random
+    parameters are drawn for the whole batch and sliced, so each image is augmented as it would be in one process.
     """
-    n = images.shape[0]
+    n = images.shape[0] if total is None else total
+    part = part or slice(0, n)
     flips = torch.rand(n, generator=generator) < 0.5
     if not spec.flip:
         flips.zero_()
     if spec.crop == "pad":
-        return _pad_crop(images, flips, generator)
-    return _resized_crop(images, flips, generator)
+        return _pad_crop(images, flips, generator, part)
+    return _resized_crop(images, flips, generator, part)
 
 
-def _pad_crop(images: torch.Tensor, flips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    n, _, r, _ = images.shape
+def _pad_crop(images: torch.Tensor, flips: torch.Tensor, generator: torch.Generator, part: slice) -> torch.Tensor:
+    _, _, r, _ = images.shape
     p = pad_size(r)
-    offsets = torch.randint(0, 2 * p + 1, (n, 2), generator=generator).to(images.device)
-    flips = flips.to(images.device)
+    offsets = torch.randint(0, 2 * p + 1, (flips.shape[0], 2), generator=generator)[part].to(images.device)
+    flips = flips[part].to(images.device)
+    n = images.shape[0]
     padded = F.pad(images, (p, p, p, p))
     span = torch.arange(r, device=images.device)
     rows = offsets[:, :1] + span  # N x R
@@ -58,8 +63,8 @@ def _pad_crop(images: torch.Tensor, flips: torch.Tensor, generator: torch.Genera
     return padded.view(n, 3, -1).gather(2, flat).view(n, 3, r, r)
 
 
-def _resized_crop(images: torch.Tensor, flips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    n, _, r, _ = images.shape
+def _resized_crop(images: torch.Tensor, flips: torch.Tensor, generator: torch.Generator, part: slice) -> torch.Tensor:
+    n, r = flips.shape[0], images.shape[2]
     area = torch.empty(n).uniform_(*SCALE, generator=generator)
     log_ratio = torch.empty(n).uniform_(math.log(RATIO[0]), math.log(RATIO[1]), generator=generator)
     ratio = log_ratio.exp()
@@ -74,5 +79,6 @@ def _resized_crop(images: torch.Tensor, flips: torch.Tensor, generator: torch.Ge
     theta[:, 0, 2] = cx
     theta[:, 1, 1] = h
     theta[:, 1, 2] = cy
-    grid = F.affine_grid(theta.to(images.device), [n, 3, r, r], align_corners=False)
+    theta = theta[part]
+    grid = F.affine_grid(theta.to(images.device), [theta.shape[0], 3, r, r], align_corners=False)
     return F.grid_sample(images.to(torch.float32), grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -7,6 +7,10 @@ faster than a large one. Augmentation for batch k of a domain is drawn from (see
 therefore a few counters; saving it mid-epoch and restoring it gives exactly the batches that would have come.
 Seeds depend on the domain's name, not its position, so adding or removing a domain leaves the others' batches
 unchanged.
+
+Under torchrun every rank walks the same streams and keeps its own slice of each batch (`mpnas.distributed`),
+so the state is the same on every rank and a checkpoint written by rank 0 resumes any of them. On CUDA the
+batch is copied from pinned memory without blocking, so the copy overlaps the previous step's kernels.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from mpnas.data.augment import augment as augment_batch
 from mpnas.data.augment import normalize
 from mpnas.data.domain import Domain, DomainSet
 from mpnas.data.seeding import generator
+from mpnas.distributed import World
 from mpnas.errors import MpnasError
 
 STATE_VERSION = 1
@@ -27,13 +32,15 @@ STATE_VERSION = 1
 
 class MultiDomainLoader:
     def __init__(self, domains: DomainSet, batch_size: int | dict[str, int], *, split: str = "train", seed: int = 0,
-                 augment: bool = True, device: str | torch.device = "cpu") -> None:
+                 augment: bool = True, device: str | torch.device = "cpu", world: World | None = None) -> None:
         self.domains = domains
+        self.world = world or World()
         self.split = split
         self.seed = seed
         self.augment = augment
         self.device = torch.device(device)
-        self.batch_sizes = _batch_sizes(domains, batch_size)
+        self.batch_sizes = _batch_sizes(domains, batch_size)  # the global batch; each rank takes its shard
+        self._parts = {n: self.world.shard(b, f"batch size of domain {n!r}") for n, b in self.batch_sizes.items()}
         for d in domains:
             if split not in d.splits or not d.splits[split].labelled:
                 raise MpnasError(f"domain {d.name!r}: no labelled {split} split to draw batches from")
@@ -67,15 +74,23 @@ class MultiDomainLoader:
         return torch.cat(parts)
 
     def next(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """One batch per domain: float32 normalised N x 3 x R x R images and int64 labels, on the device."""
+        """One batch per domain: float32 normalised N x 3 x R x R images and int64 labels, on the device (this
+        rank's shard of it under torchrun)."""
         out = {}
+        pin = self.device.type == "cuda"
         for domain in self.domains:
             data = domain.splits[self.split]
-            idx = self._take(domain)
-            images = data.images[idx].to(self.device)
-            labels = data.labels[idx].to(self.device)  # type: ignore[index]
+            full = self._take(domain)
+            part = self._parts[domain.name]
+            idx = full[part]
+            images, labels = data.images[idx], data.labels[idx]  # type: ignore[index]
+            if pin:
+                images, labels = images.pin_memory(), labels.pin_memory()
+            images = images.to(self.device, non_blocking=pin)
+            labels = labels.to(self.device, non_blocking=pin)
             if self.augment:
-                images = augment_batch(images, domain.augment, generator(self.seed, "augment", domain.name, self.step))
+                images = augment_batch(images, domain.augment, generator(self.seed, "augment", domain.name, self.step),
+                                       part, len(full))
             out[domain.name] = (normalize(images, domain), labels)
         self.step += 1
         return out

@@ -68,9 +68,15 @@ class DynamicBatchNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
+        self.sync = False  # under torchrun: statistics over every rank's shard (`mpnas.distributed.use_sync_bn`)
 
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[1]
+        if self.sync and self.training:
+            from mpnas.distributed import sync_batch_norm
+
+            return sync_batch_norm(x, prefix(self.running_mean, c), prefix(self.running_var, c), prefix(self.weight, c),
+                                   prefix(self.bias, c), self.momentum, BN_EPS)
         # Slices of the buffers are views: batch_norm's in-place update of running statistics lands in them.
         return F.batch_norm(
             x, prefix(self.running_mean, c), prefix(self.running_var, c), prefix(self.weight, c), prefix(self.bias, c),

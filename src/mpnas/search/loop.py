@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from mpnas.config import RunConfig
 from mpnas.data import DomainSet, MultiDomainLoader
+from mpnas.distributed import World, bn_statistics, use_sync_bn, world
 from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl
 from mpnas.nn.dynamic import OpMix
@@ -39,8 +40,8 @@ from mpnas.space.latency import LatencyTable
 from mpnas.space.space import Decision, Path, PathGeometry, SearchSpace
 from mpnas.train.checkpoint import Checkpointer, read_state
 from mpnas.train.losses import LossCombiner
-from mpnas.train.optim import (check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device,
-                               steps_for, synced_clock)
+from mpnas.train.optim import (autocast, check_finite, compute_dtype, joint_step, make_optimizer, make_scheduler,
+                               progress_bar, resolve_device, steps_for, synced_clock)
 
 
 @dataclass
@@ -60,6 +61,10 @@ class SearchState:
     generator: torch.Generator
     warm_rng: random.Random  # the filter and op warm-up draws
     step: int = 0
+    # How the steps run (not saved: they come from the config and the launch, not from the search's history).
+    ranks: World = World()
+    dtype: torch.dtype | None = None  # autocast dtype of the forward passes
+    channels_last: bool = False
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -110,10 +115,6 @@ class CostModel:
         return float(geometry_cost(geo, self.num_classes[domain]).macs)
 
 
-def top1_fraction(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return (logits.argmax(1) == labels).float().mean().item()
-
-
 def run_search(
     cfg: RunConfig,
     domains: DomainSet,
@@ -144,7 +145,9 @@ def run_search(
     num_classes = {d.name: d.num_classes for d in domains}
     cost_model = CostModel(space, num_classes, sc.latency_table)
     targets = _targets(sc.t0, space, names, cost_model)
-    log = log or (lambda row: append_jsonl(run_dir / "metrics.jsonl", row))
+    ranks = world()
+    if log is None:
+        log = (lambda row: append_jsonl(run_dir / "metrics.jsonl", row)) if ranks.is_main else (lambda row: None)
 
     state = _new_state(cfg, domains, space, groups, steps, device)
     rl_first = int(round(sc.rl_start * steps))
@@ -153,11 +156,13 @@ def run_search(
     if resume:
         checkpointer.resume(state.load_state_dict)
 
-    bar = progress_bar(steps, "search", progress)
+    bar = progress_bar(steps, "search", progress and ranks.is_main)
     bar.update(state.step)
     with checkpointer:
         _search_steps(state, space, groups, steps, rl_first, decisions, sc, cost_model, targets, beta, log, bar, checkpointer)
     bar.close()
+    ranks.check_in_sync([*state.supernet.parameters(), *bn_statistics(state.supernet),
+                         *(p for c in state.controllers.values() for p in c.parameters())], "search")
 
     paths, selection = derive_paths(state, space, groups, sc, cost_model, targets, beta, log)
     arch = Architecture(
@@ -166,7 +171,8 @@ def run_search(
         num_classes,
         meta={"search_steps": steps, "seed": cfg.seed, "reward": sc.reward, "beta": beta, "cost_unit": cost_model.unit,
               "quality": sc.quality, "samples_per_step": sc.samples_per_step, "selection": selection,
-              "targets": targets, "groups": groups, "wall_time_s": round(checkpointer.elapsed(), 2)},
+              "targets": targets, "groups": groups, "wall_time_s": round(checkpointer.elapsed(), 2),
+              "world_size": ranks.size},
     )
     return arch, state
 
@@ -175,8 +181,13 @@ def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: d
                device: torch.device) -> SearchState:
     """A fresh search state: supernet, optimisers, controllers, loaders and generators, all seeded from the config."""
     sc = cfg.search
+    ranks = world()
     torch.manual_seed(cfg.seed)
     supernet = Supernet(space, {d.name: d.num_classes for d in domains}, dropout=0.0).to(device)
+    if cfg.channels_last and device.type == "cuda":
+        supernet = supernet.to(memory_format=torch.channels_last)
+    if cfg.sync_bn and ranks.active:
+        use_sync_bn(supernet)
     combiner = LossCombiner(cfg.loss, domains.names()).to(device)
     optimizer = make_optimizer(sc.optim, list(supernet.parameters()) + list(combiner.parameters()))
     controllers = {g: Controller(space).to(device) for g in groups}
@@ -190,12 +201,14 @@ def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: d
             g: torch.optim.Adam(c.parameters(), lr=sc.controller_lr, betas=(0.0, 0.999)) for g, c in controllers.items()
         },
         baselines={g: None for g in groups},
-        train_loader=MultiDomainLoader(domains, sc.batch_size, split="train", seed=cfg.seed, device=device),
-        val_loader=MultiDomainLoader(
-            domains, sc.val_batch_size or 4 * sc.batch_size, split="val", seed=cfg.seed + 1, augment=False, device=device
-        ),
+        train_loader=MultiDomainLoader(domains, sc.batch_size, split="train", seed=cfg.seed, device=device, world=ranks),
+        val_loader=MultiDomainLoader(domains, sc.val_batch_size or 4 * sc.batch_size, split="val", seed=cfg.seed + 1,
+                                     augment=False, device=device, world=ranks),
         generator=torch.Generator().manual_seed(cfg.seed),
         warm_rng=random.Random(cfg.seed),
+        ranks=ranks,
+        dtype=compute_dtype(cfg.precision, device),
+        channels_last=cfg.channels_last and device.type == "cuda",
     )
 
 
@@ -238,6 +251,7 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
                   until: int | None = None) -> None:
     """Algorithm 1's loop from `state.step` to `steps` (or `until`); a checkpoint may be written after any step."""
     supernet, optimizer, combiner = state.supernet, state.optimizer, state.combiner
+    statistics = bn_statistics(supernet) if state.ranks.active else []
     for step in range(state.step, min(steps, until or steps)):
         frac = step / steps
         rl_active = step >= rl_first
@@ -245,7 +259,7 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
         for g in state.controller_optimizers.values():  # TuNAS raises the RL rate towards the end
             for pg in g.param_groups:
                 pg["lr"] = sc.controller_lr * (1 + (sc.controller_lr_end_mult - 1) * frac)
-        train_batch, val_batch = state.train_loader.next(), state.val_loader.next()
+        train_batch, val_batch = _layout(state.train_loader.next(), state), _layout(state.val_loader.next(), state)
 
         losses, results = [], {}
         for g, members in groups.items():
@@ -254,10 +268,12 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
             if warm_p > 0:
                 choices, mix = warm_up(decisions, choices, warm_p, state.warm_rng, sc.filter_warmup, sc.op_warmup)
             geo = space.geometry(space.path_from_choices(choices))
-            r = _score(supernet, geo, members, val_batch, mix, sc, cost_model, targets, beta)
+            r = _score(supernet, geo, members, val_batch, mix, sc, cost_model, targets, beta, state)
             for d in members:
                 x, y = train_batch[d]
-                losses.append(F.cross_entropy(supernet.forward_geometry(x, geo, d, mix), y))
+                with autocast(x.device, state.dtype):
+                    logits = supernet.forward_geometry(x, geo, d, mix)
+                losses.append(F.cross_entropy(logits.float(), y))
             r["choices"] = choices
             # Extra paths, scored on the same validation batch (forward passes only), for a leave-one-out update.
             r["extra"] = []
@@ -265,13 +281,14 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
                 for _ in range(sc.samples_per_step - 1):
                     extra = state.controllers[g].sample(state.generator)
                     scored = _score(supernet, space.geometry(space.path_from_choices(extra)), members, val_batch, {}, sc,
-                                    cost_model, targets, beta)
+                                    cost_model, targets, beta, state)
                     r["extra"].append((extra, scored["reward"]))
             results[g] = r
 
-        loss_vec = torch.stack(losses)
-        check_finite(loss_vec, [d for m in groups.values() for d in m], step, "search")
-        joint_step(combiner, loss_vec, frac, optimizer, state.scheduler, supernet.parameters(), sc.optim.grad_clip)
+        loss_vec = state.ranks.global_losses(torch.stack(losses))
+        check_finite(loss_vec, [d for m in groups.values() for d in m], step, "search")  # search syncs per step anyway
+        joint_step(combiner, loss_vec, frac, optimizer, state.scheduler, supernet.parameters(), sc.optim.grad_clip,
+                   state.ranks, statistics)
 
         for g, r in results.items():
             r["baseline"] = state.baselines[g]  # the baseline this step's advantage is measured against
@@ -307,6 +324,13 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
         checkpointer.step_done(state.step, state.state_dict)
 
 
+def _layout(batch: dict[str, Any], state: SearchState) -> dict[str, Any]:
+    """The batch in the supernet's memory layout (channels-last on CUDA when configured)."""
+    if not state.channels_last:
+        return batch
+    return {d: (x.contiguous(memory_format=torch.channels_last), y) for d, (x, y) in batch.items()}
+
+
 def load_final_search(run_dir: FsPath, space: SearchSpace, num_classes: dict[str, int]
                       ) -> tuple[Supernet, dict[str, Controller], dict[str, Any]]:
     """A finished search's supernet (in training mode: paths are scored with batch statistics, as during search),
@@ -335,7 +359,7 @@ def derive_paths(state: SearchState, space: SearchSpace, groups: dict[str, list[
     paths on several hundred shared images costs a few forward passes (benchmarks/reward_noise.py)."""
     paths: dict[str, Path] = {}
     selection: dict[str, Any] = {}
-    batches = [state.val_loader.next() for _ in range(sc.final_batches)] if sc.final_candidates > 1 else []
+    batches = [_layout(state.val_loader.next(), state) for _ in range(sc.final_batches)] if sc.final_candidates > 1 else []
     for g, members in groups.items():
         ctrl = state.controllers[g]
         best = ctrl.most_likely_path()
@@ -348,7 +372,8 @@ def derive_paths(state: SearchState, space: SearchSpace, groups: dict[str, list[
             scores = []
             for path in candidates:
                 geo = space.geometry(path)
-                rewards = [_score(state.supernet, geo, members, b, {}, sc, cost_model, targets, beta)["reward"] for b in batches]
+                rewards = [_score(state.supernet, geo, members, b, {}, sc, cost_model, targets, beta, state)["reward"]
+                           for b in batches]
                 scores.append(sum(rewards) / len(rewards))
             chosen = max(range(len(candidates)), key=lambda i: scores[i])
             best = candidates[chosen]
@@ -362,23 +387,28 @@ def derive_paths(state: SearchState, space: SearchSpace, groups: dict[str, list[
 
 def _score(supernet: Supernet, geo: PathGeometry, members: list[str], val_batch: dict[str, Any],
            mix: dict[tuple[int, int], OpMix], sc: Any, cost_model: CostModel, targets: dict[str, float],
-           beta: float) -> dict[str, Any]:
+           beta: float, state: SearchState | None = None) -> dict[str, Any]:
     """A path's quality Q on this step's validation batch of each member domain, its relative cost and reward.
 
     Q is `search.quality`: top-1 (the paper's), or the mean probability of the true class, which moves with every
     improvement of the path rather than only when an argmax flips, and so separates paths that are all near chance.
-    Batch norm uses batch statistics (training mode), as TuNAS does; no gradients are taken."""
-    qualities, top1s, costs = [], [], []
+    Batch norm uses batch statistics (training mode), as TuNAS does; no gradients are taken. Under torchrun the
+    counts are summed over the ranks' shards of the batch, so every rank computes the same reward; the numbers
+    reach the host in one transfer (the controller's next sample needs them)."""
+    ranks = state.ranks if state is not None else World()
+    dtype = state.dtype if state is not None else None
+    sums = []
     with torch.no_grad():
         for d in members:
             xv, yv = val_batch[d]
-            logits = supernet.forward_geometry(xv, geo, d, mix)
-            top1s.append(top1_fraction(logits, yv))
-            if sc.quality == "prob":
-                qualities.append(torch.softmax(logits.float(), 1).gather(1, yv[:, None]).mean().item())
-            else:
-                qualities.append(top1s[-1])
-            costs.append(cost_model(d, geo) / targets[d])
+            with autocast(xv.device, dtype):
+                logits = supernet.forward_geometry(xv, geo, d, mix)
+            correct = (logits.argmax(1) == yv).sum().float()
+            prob = torch.softmax(logits.float(), 1).gather(1, yv[:, None]).sum() if sc.quality == "prob" else correct
+            sums.append(torch.stack([correct, prob, torch.tensor(float(len(yv)), device=yv.device)]))
+    counts = ranks.sum(torch.stack(sums))
+    top1s, qualities = (counts[:, :2] / counts[:, 2:]).T.tolist()  # float32 division, as a mean over the batch
+    costs = [cost_model(d, geo) / targets[d] for d in members]
     q = sum(qualities) / len(qualities)
     rel_cost = sum(costs) / len(costs)
     return {"quality": q, "reward": reward(sc.reward, q, rel_cost, 1.0, beta), "cost": rel_cost,

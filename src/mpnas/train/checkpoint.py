@@ -12,6 +12,10 @@ the step after it. Three more things make the resumed run equal to an uninterrup
 
 A kill (SIGKILL, power loss) between two checkpoints loses the steps since the last one; the file itself is
 replaced atomically, so a kill while it is written leaves the previous checkpoint whole.
+
+Under torchrun every rank holds the same state (`mpnas.distributed`), so rank 0 alone writes it and every rank
+reads it on resume. A signal may reach the ranks at different steps: after each step they agree (on the CPU
+control group) whether any got one, and all stop after the same step.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any, Callable
 
 import torch
 
+from mpnas.distributed import world
 from mpnas.errors import MpnasError
 from mpnas.train.optim import load_checkpoint, save_checkpoint
 
@@ -72,6 +77,7 @@ class Checkpointer:
         self.elapsed_before = 0.0  # wall seconds of the stage before the checkpoint it resumed from
         self._t0 = time.perf_counter()
         self._previous: dict[int, Any] = {}
+        self.ranks = world()
 
     def __enter__(self) -> "Checkpointer":
         if threading.current_thread() is threading.main_thread():
@@ -108,25 +114,32 @@ class Checkpointer:
         torch.set_rng_state(ckpt["torch_rng"])
         self.elapsed_before = float(ckpt["elapsed_s"])
         self._t0 = time.perf_counter()
-        if self.metrics is not None and self.metrics.is_file():
+        if self.ranks.is_main and self.metrics is not None and self.metrics.is_file():
             with open(self.metrics, "r+b") as f:
                 f.truncate(int(ckpt["metrics_bytes"]))
         return int(ckpt["step"])
 
     def save(self, step: int, state: dict[str, Any], finished: bool = False) -> None:
-        """Write the checkpoint of the stage after `step` steps (atomically)."""
+        """Write the checkpoint of the stage after `step` steps (atomically; rank 0 only)."""
+        if not self.ranks.is_main:
+            return
         metrics_bytes = self.metrics.stat().st_size if self.metrics is not None and self.metrics.is_file() else 0
         save_checkpoint(self.path, {"format": FORMAT, "stage": self.stage, "fingerprint": self.fingerprint,
                                     "step": step, "finished": finished, "state": state,
                                     "torch_rng": torch.get_rng_state(), "metrics_bytes": metrics_bytes,
                                     "elapsed_s": self.elapsed()})
 
+    def due(self, step: int) -> bool:
+        """Whether a checkpoint is written after `step` steps (without a signal)."""
+        return self.every > 0 and step % self.every == 0
+
     def step_done(self, step: int, state: Callable[[], dict[str, Any]]) -> None:
         """Called after each step with the number of steps done: save when due, and stop if a signal came."""
-        if self.signal is not None or (self.every > 0 and step % self.every == 0):
+        stop = self.ranks.any(self.signal is not None)
+        if stop or self.due(step):
             self.save(step, state())
-        if self.signal is not None:
-            name = signal.Signals(self.signal).name
+        if stop:
+            name = signal.Signals(self.signal).name if self.signal is not None else "a signal to another process"
             raise Interrupted(f"{self.stage}: stopped by {name} after step {step}; checkpoint {self.path} written, "
                               "continue with --resume")
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ContextManager, Iterable
 
 import torch
 from torch import nn
 
-from mpnas.config import OPTIMIZERS, OptimConfig
+from mpnas.config import OPTIMIZERS, PRECISIONS, OptimConfig
 from mpnas.data import DomainSet
+from mpnas.distributed import World, world
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_bytes
 
@@ -59,11 +61,19 @@ def joint_step(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     params: Iterable[nn.Parameter],
     grad_clip: float | None,
+    ranks: World | None = None,
+    statistics: Iterable[torch.Tensor] = (),
 ) -> None:
-    """One optimiser step on the domains' losses combined by `combiner` (search and training alike)."""
+    """One optimiser step on the domains' losses combined by `combiner` (search and training alike).
+
+    Under torchrun, `losses` hold the ranks' average (`World.global_losses`) and the gradients are averaged
+    before clipping (with batch norm's running `statistics`), so every rank takes the same step."""
+    params = list(params)
     joint = combiner(losses, progress)
     optimizer.zero_grad(set_to_none=True)
     joint.backward()
+    if ranks is not None:
+        ranks.average_gradients(params + [p for p in combiner.parameters() if p.requires_grad], statistics)
     if grad_clip:
         nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
@@ -71,15 +81,35 @@ def joint_step(
 
 
 def resolve_device(name: str) -> torch.device:
+    """The config's device; under torchrun, "auto" and "cuda" mean this rank's GPU (LOCAL_RANK)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise MpnasError(f"config device: {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MpnasError(f"config device: {name!r} asked for, but no CUDA device is available")
+    ranks = world()
+    if device.type == "cuda" and device.index is None and ranks.active:
+        device = torch.device("cuda", ranks.local_rank)
     return device
+
+
+def compute_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the forward passes: bf16 on CUDA under "auto", else none (float32)."""
+    if precision not in PRECISIONS:
+        raise MpnasError(f"config precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager[Any]:
+    """Mixed precision for the forward passes (`dtype` from `compute_dtype`); losses are taken in float32 after it."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def synced_clock(device: torch.device) -> float:

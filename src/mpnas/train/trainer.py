@@ -22,14 +22,15 @@ from torch import nn
 
 from mpnas.config import RunConfig
 from mpnas.data import DomainSet, MultiDomainLoader, iterate_split
+from mpnas.distributed import World, bn_statistics, use_sync_bn, world
 from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl, atomic_write_bytes
 from mpnas.nn.merged import MultiPathModel
 from mpnas.space.arch import Architecture
 from mpnas.train.checkpoint import Checkpointer
 from mpnas.train.losses import LossCombiner
-from mpnas.train.optim import (check_finite, joint_step, make_optimizer, make_scheduler, progress_bar, resolve_device,
-                               steps_for, synced_clock)
+from mpnas.train.optim import (autocast, check_finite, compute_dtype, joint_step, make_optimizer, make_scheduler,
+                               progress_bar, resolve_device, steps_for, synced_clock)
 
 WEIGHTS_FORMAT = "mpnas.weights/1"
 
@@ -47,6 +48,10 @@ class TrainState:
     best_score: float = -1.0
     best_step: int = -1
     best_weights: dict[str, torch.Tensor] | None = None  # the model's weights at best_step
+    # How the steps run (not saved: they come from the config and the launch).
+    ranks: World = World()
+    dtype: torch.dtype | None = None  # autocast dtype of the forward passes
+    channels_last: bool = False
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -74,26 +79,36 @@ class TrainState:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, domains: DomainSet, split: str | None = None, batch_size: int = 256,
-             forward: Callable[[nn.Module, torch.Tensor, str], torch.Tensor] | None = None) -> dict[str, float]:
-    """Top-1 (percent) per domain on `split` (default: test where labelled, else val)."""
+             forward: Callable[[nn.Module, torch.Tensor, str], torch.Tensor] | None = None,
+             dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Top-1 (percent) per domain on `split` (default: test where labelled, else val).
+
+    Under torchrun the ranks take turns over the batches and their counts are summed, so every rank returns the
+    same figures; the counts stay on the device until the end (one transfer)."""
     forward = forward or (lambda m, x, d: m(x, d))
     device = next(model.parameters()).device
+    ranks = world()
     was_training = model.training
     model.eval()
-    out = {}
+    counts, totals = [], []
     for dom in domains:
         s = split or dom.eval_split()
-        correct = total = 0
-        for x, y in iterate_split(dom, s, batch_size, device=device):
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        total = 0
+        for i, (x, y) in enumerate(iterate_split(dom, s, batch_size, device=device)):
             if y is None:
                 raise MpnasError(f"domain {dom.name}: split {s!r} has no labels to evaluate against")
-            correct += (forward(model, x, dom.name).argmax(1) == y).sum().item()
             total += len(y)
+            if i % ranks.size == ranks.rank:
+                with autocast(device, dtype):
+                    correct += (forward(model, x, dom.name).argmax(1) == y).sum()
         if total == 0:
             raise MpnasError(f"domain {dom.name}: split {s!r} is empty")
-        out[dom.name] = 100.0 * correct / total
+        counts.append(correct)
+        totals.append(total)
     model.train(was_training)
-    return out
+    summed = ranks.sum(torch.stack(counts)).tolist()
+    return {dom.name: 100.0 * c / n for dom, c, n in zip(domains, summed, totals)}
 
 
 def save_weights(model: nn.Module, path: str | Path, arch: Architecture, extra: dict[str, Any] | None = None) -> None:
@@ -144,7 +159,9 @@ def train_architecture(
             raise MpnasError(f"domain {d.name}: the architecture has {arch.num_classes[d.name]} classes, the data {d.num_classes}")
     device = resolve_device(cfg.device)
     steps = steps_for(tc.steps, tc.epochs, domains, tc.batch_size, "train")
-    log = log or (lambda row: append_jsonl(weights_path.parent / "metrics.jsonl", row))
+    ranks = world()
+    if log is None:
+        log = (lambda row: append_jsonl(weights_path.parent / "metrics.jsonl", row)) if ranks.is_main else (lambda row: None)
 
     state = _new_state(cfg, domains, arch, steps, device, routing_seed)
     model = state.model
@@ -152,11 +169,12 @@ def train_architecture(
     checkpointer = checkpointer or Checkpointer(weights_path.parent / "train_state.pt", "train", 0, "", None)
     if resume:
         checkpointer.resume(state.load_state_dict)
-    bar = progress_bar(steps, "train", progress)
+    bar = progress_bar(steps, "train", progress and ranks.is_main)
     bar.update(state.step)
     with checkpointer:
         _train_steps(state, domains, arch, weights_path, steps, tc, log, bar, checkpointer)
     bar.close()
+    ranks.check_in_sync([*model.parameters(), *bn_statistics(model)], "train")
     model.load_state_dict(state.best_weights)
     return model, state
 
@@ -165,8 +183,14 @@ def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: in
                routing_seed: int = 0) -> TrainState:
     """A fresh training state: the merged model initialised from the config's seed, optimiser, schedule, loader."""
     tc = cfg.train
+    ranks = world()
     torch.manual_seed(cfg.seed)
     model = MultiPathModel(arch, dropout=tc.dropout, routing_seed=routing_seed, bn_per_domain=tc.bn_per_domain).to(device)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.sync_bn and ranks.active:
+        use_sync_bn(model)
     combiner = LossCombiner(cfg.loss, domains.names()).to(device)
     optimizer = make_optimizer(tc.optim, list(model.parameters()) + list(combiner.parameters()))
     return TrainState(
@@ -174,7 +198,10 @@ def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: in
         combiner=combiner,
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, steps, tc.optim.warmup_frac),
-        loader=MultiDomainLoader(domains, tc.batch_size, split="train", seed=cfg.seed, device=device),
+        loader=MultiDomainLoader(domains, tc.batch_size, split="train", seed=cfg.seed, device=device, world=ranks),
+        ranks=ranks,
+        dtype=compute_dtype(cfg.precision, device),
+        channels_last=channels_last,
     )
 
 
@@ -196,7 +223,7 @@ def time_train_steps(cfg: RunConfig, domains: DomainSet, arch: Architecture, rep
         if i:
             times.append(synced_clock(device) - t0)
     t0 = synced_clock(device)
-    evaluate(state.model, domains, "val", tc.eval_batch_size)
+    evaluate(state.model, domains, "val", tc.eval_batch_size, dtype=state.dtype)
     evals = steps // tc.eval_every + (0 if steps % tc.eval_every == 0 else 1)
     return {"steps": steps, "s_per_step": sorted(times)[len(times) // 2], "evals": evals,
             "s_per_eval": synced_clock(device) - t0}
@@ -204,27 +231,42 @@ def time_train_steps(cfg: RunConfig, domains: DomainSet, arch: Architecture, rep
 
 def _train_steps(state: TrainState, domains: DomainSet, arch: Architecture, weights_path: Path, steps: int, tc: Any,
                  log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer, until: int | None = None) -> None:
-    """Training from `state.step` to `steps` (or `until`); a checkpoint may be written after any step."""
+    """Training from `state.step` to `steps` (or `until`); a checkpoint may be written after any step.
+
+    On the CPU the losses are checked for NaN at every step. On CUDA that check would wait for the GPU at every
+    step, so it runs at logging steps, before validations and before checkpoints: a NaN stops the run within
+    `log_every` steps, before any weights it touched are saved."""
     model, combiner, optimizer = state.model, state.combiner, state.optimizer
+    statistics = bn_statistics(model) if state.ranks.active else []
+    check_every_step = next(model.parameters()).device.type != "cuda"
     model.train()
     for step in range(state.step, min(steps, until or steps)):
         frac = step / steps
         batch = state.loader.next()
-        loss_vec = torch.stack(
-            [F.cross_entropy(model(x, d), y, label_smoothing=tc.label_smoothing) for d, (x, y) in batch.items()]
-        )
-        check_finite(loss_vec, list(batch), step, "train")
-        joint_step(combiner, loss_vec, frac, optimizer, state.scheduler, model.parameters(), tc.optim.grad_clip)
+        losses = []
+        for d, (x, y) in batch.items():
+            if state.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(x.device, state.dtype):
+                logits = model(x, d)
+            losses.append(F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing))
+        loss_vec = state.ranks.global_losses(torch.stack(losses))
+        logging = step % tc.log_every == 0 or step == steps - 1
+        evaluating = (step + 1) % tc.eval_every == 0 or step == steps - 1
+        if check_every_step or logging or evaluating or checkpointer.due(step + 1):
+            check_finite(loss_vec, list(batch), step, "train")
+        joint_step(combiner, loss_vec, frac, optimizer, state.scheduler, model.parameters(), tc.optim.grad_clip,
+                   state.ranks, statistics)
         state.step = step + 1
 
-        if step % tc.log_every == 0 or step == steps - 1:
+        if logging:
             weights = combiner.weights(loss_vec, frac).tolist()
             lr = state.scheduler.get_last_lr()[0]
             for (d, loss), w in zip(zip(batch, loss_vec.tolist()), weights):
                 log({"stage": "train", "step": step, "domain": d, "loss": loss, "weight": w, "lr": lr})
             bar.set_postfix(loss=f"{loss_vec.mean().item():.3f}")
-        if (step + 1) % tc.eval_every == 0 or step == steps - 1:
-            val = evaluate(model, domains, "val", tc.eval_batch_size)
+        if evaluating:
+            val = evaluate(model, domains, "val", tc.eval_batch_size, dtype=state.dtype)
             mean = sum(val.values()) / len(val)
             for d, v in val.items():
                 log({"stage": "train_eval", "step": step, "domain": d, "val_top1": v})
@@ -232,7 +274,8 @@ def _train_steps(state: TrainState, domains: DomainSet, arch: Architecture, weig
             if mean > state.best_score:
                 state.best_score, state.best_step = mean, step
                 state.best_weights = copy.deepcopy(model.state_dict())
-                save_weights(model, weights_path, arch, {"step": step, "val_mean_top1": mean, "val_top1": val})
+                if state.ranks.is_main:
+                    save_weights(model, weights_path, arch, {"step": step, "val_mean_top1": mean, "val_top1": val})
             bar.set_postfix(val=f"{mean:.1f}", best=f"{state.best_score:.1f}")
         bar.update(1)
         checkpointer.step_done(state.step, state.state_dict)
