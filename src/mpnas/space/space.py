@@ -203,9 +203,10 @@ class SearchSpace:
         """The stem conv's kernel on `path`: its choice when the space searches the kernel, else the only one."""
         if len(self.stem_kernels) == 1:
             return self.stem_kernels[0]
-        if path.stem_kernel not in self.stem_kernels:
-            raise MpnasError(f"path: stem kernel {path.stem_kernel} not in {list(self.stem_kernels)}")
-        return path.stem_kernel
+        k = path.stem_kernel
+        if k is None or k not in self.stem_kernels:
+            raise MpnasError(f"path: stem kernel {k} not in {list(self.stem_kernels)}")
+        return k
 
     # -- serialisation ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
