@@ -53,7 +53,7 @@ def node_table(arch: Architecture) -> dict[str, NodeUse]:
 
 def format_path(space: SearchSpace, path: Path) -> list[str]:
     """One line per block: output filters, then each layer as `k5 e4 se` or `skip`; readable in a code block."""
-    lines = [f"stem  {path.stem_filters}"]
+    lines = [f"stem  {path.stem_filters}" + ("" if path.stem_kernel is None else f" k{path.stem_kernel}")]
     for b, block in enumerate(path.blocks):
         layers = ["skip" if lc is None else f"k{lc.kernel} e{lc.expansion:g}" + (" se" if lc.se else "")
                   for lc in block.layers]

@@ -114,7 +114,7 @@ class DynamicConv2d(nn.Module):
 
 
 class DynamicConvBN(nn.Module):
-    """The stem (or any conv + BN + act) with batch norm per key."""
+    """The stem (or any conv + BN + act) with batch norm per key, for one kernel size."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, act: str, bn_widths: Mapping[str, int], momentum: float = 0.1):
         super().__init__()
@@ -122,7 +122,8 @@ class DynamicConvBN(nn.Module):
         self.conv = DynamicConv2d(in_ch, out_ch, kernel)
         self.bn = nn.ModuleDict({k: DynamicBatchNorm2d(w, momentum) for k, w in bn_widths.items()})
 
-    def forward(self, x: Tensor, g: ConvGeometry, key: str = SHARED) -> Tensor:
+    def forward(self, x: Tensor, g: ConvGeometry, key: str = SHARED, mix: OpMix | None = None) -> Tensor:
+        """`mix` is accepted for the stem's interface (`make_stem`); with one kernel there is nothing to mix."""
         return act_fn(self.act, self.bn[key](self.conv(x, g.out_ch, g.stride)))
 
     def extract(self, g: ConvGeometry, key: str = SHARED, bn_momentum: float = 0.1) -> ConvBNAct:
@@ -131,6 +132,40 @@ class DynamicConvBN(nn.Module):
             m[0].weight.copy_(self.conv.sliced(g.in_ch, g.out_ch))
         self.bn[key].copy_to(m[1])
         return m
+
+
+class DynamicStem(nn.Module):
+    """A stem whose kernel size is a choice: one `DynamicConvBN` per kernel, chosen by the geometry's kernel.
+
+    TuNAS builds one conv (and batch norm) per stem kernel option rather than slicing a 5x5 conv's centre for
+    3x3, as it gives each depthwise kernel its own conv; the bottlenecks here do the same for theirs.
+    """
+
+    def __init__(self, in_ch: int, bn_widths: Mapping[int, Mapping[str, int]], act: str, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.options = nn.ModuleDict(
+            {f"k{k}": DynamicConvBN(in_ch, max(w.values()), k, act, w, momentum) for k, w in bn_widths.items()}
+        )
+
+    def forward(self, x: Tensor, g: ConvGeometry, key: str = SHARED, mix: OpMix | None = None) -> Tensor:
+        """The chosen kernel's conv, or (search warm-up, `mix.kernel`) the average of every kernel's."""
+        if mix is not None and mix.kernel:
+            return torch.stack([m(x, g, key) for m in self.options.values()]).mean(0)
+        return self.options[f"k{g.kernel}"](x, g, key)
+
+    def extract(self, g: ConvGeometry, key: str = SHARED, bn_momentum: float = 0.1) -> ConvBNAct:
+        return self.options[f"k{g.kernel}"].extract(g, key, bn_momentum)
+
+
+def make_stem(in_ch: int, bn_widths: Mapping[int, Mapping[str, int]], act: str,
+              momentum: float = 0.1) -> DynamicConvBN | DynamicStem:
+    """The stem for the kernels in `bn_widths` (kernel -> batch-norm key -> width): a `DynamicStem` for several,
+    and for one a plain `DynamicConvBN`, whose parameter names are those the stem had before its kernel could
+    be searched, so that the checkpoints of such models still load."""
+    if len(bn_widths) == 1:
+        (k, widths), = bn_widths.items()
+        return DynamicConvBN(in_ch, max(widths.values()), k, act, widths, momentum)
+    return DynamicStem(in_ch, bn_widths, act, momentum)
 
 
 class DynamicSqueezeExcite(nn.Module):
@@ -276,6 +311,8 @@ __all__ = [
     "DynamicBatchNorm2d",
     "DynamicConv2d",
     "DynamicConvBN",
+    "DynamicStem",
+    "make_stem",
     "DynamicSqueezeExcite",
     "DynamicBottleneck",
     "DynamicHead",

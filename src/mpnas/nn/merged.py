@@ -3,7 +3,8 @@
 Each node (one candidate block of one layer) chosen by any domain becomes one `DynamicBottleneck` sized to
 the widest of its users; each user runs its own channel prefix (its own expansion and filter count), so the
 convolution weights of a shared node are the same Parameter objects for every domain that passes through it.
-Nodes no domain chose are absent. The stem and the head are used by every domain; each domain has its own
+Nodes no domain chose are absent. The stem (one conv per stem kernel the domains chose, like a node) and the
+head are used by every domain; each domain has its own
 classifier and, by default, its own batch norm in every node (see `mpnas.nn.dynamic`); `bn_per_domain=False`
 shares batch norm too (sliced statistics, as in the supernet), so that only the classifiers are per domain.
 """
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from mpnas.nn.blocks import PathNet
-from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicConvBN, DynamicHead, domain_key
+from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicHead, domain_key, make_stem
 from mpnas.space.arch import Architecture
 from mpnas.space.space import LayerGeometry
 
@@ -53,10 +54,13 @@ class MultiPathModel(nn.Module):
         self.bn_keys = {d: keys[d] if bn_per_domain else SHARED for d in arch.domains}
         bn = self.bn_keys
 
-        self.stem = DynamicConvBN(
-            3, max(g.stem.out_ch for g in geos.values()), space.stem_kernel, space.stem_act,
-            {bn[d]: max(h.stem.out_ch for e, h in geos.items() if bn[e] == bn[d]) for d in geos}, bn_momentum,
-        )
+        # The stem's conv per kernel some domain chose (like a node), as wide as its widest user; its batch norm
+        # per key, as wide as the key's widest user of that kernel.
+        stem_widths: dict[int, dict[str, int]] = {}
+        for d, geo in geos.items():
+            widths = stem_widths.setdefault(geo.stem.kernel, {})
+            widths[bn[d]] = max(widths.get(bn[d], 0), geo.stem.out_ch)
+        self.stem = make_stem(3, stem_widths, space.stem_act, bn_momentum)
         users: dict[str, dict[str, LayerGeometry]] = {}
         for d, geo in geos.items():
             for g in geo.layers:

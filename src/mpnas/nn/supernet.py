@@ -17,8 +17,8 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from mpnas.nn.blocks import PathNet
-from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicConvBN, DynamicHead, OpMix, domain_key
-from mpnas.space.space import Path, PathGeometry, SearchSpace, make_divisible
+from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicHead, OpMix, domain_key, make_stem
+from mpnas.space.space import STEM_LAYER, Path, PathGeometry, SearchSpace, make_divisible
 
 
 class Supernet(nn.Module):
@@ -39,7 +39,7 @@ class Supernet(nn.Module):
         self.bn_per_domain = bn_per_domain
         keys = [domain_key(d) for d in num_classes] if bn_per_domain else [SHARED]
         max_stem = max(space.stem_filters)
-        self.stem = DynamicConvBN(3, max_stem, space.stem_kernel, space.stem_act, {k: max_stem for k in keys}, bn_momentum)
+        self.stem = make_stem(3, {k: {key: max_stem for key in keys} for k in space.stem_kernels}, space.stem_act, bn_momentum)
         layers = {}
         in_max = max_stem
         for b, block in enumerate(space.blocks):
@@ -61,9 +61,10 @@ class Supernet(nn.Module):
 
     def forward_geometry(self, x: Tensor, geo: PathGeometry, domain: str | None = None,
                          mix: Mapping[tuple[int, int], OpMix] | None = None) -> Tensor:
-        """The path `geo` describes; `mix` maps (block, layer) to op choices averaged during search warm-up."""
+        """The path `geo` describes; `mix` maps (block, layer) to op choices averaged during search warm-up (the
+        stem's kernels under `STEM_LAYER`)."""
         key = self._bn_key(domain)
-        x = self.stem(x, geo.stem, key)
+        x = self.stem(x, geo.stem, key, mix.get(STEM_LAYER) if mix else None)
         for g in geo.layers:
             x = self.layers[f"b{g.block}_l{g.layer}"](x, g, key, mix.get((g.block, g.layer)) if mix else None)
         return self._classifier(domain)(self.head(x, geo.head, key))

@@ -3,8 +3,8 @@
 MACs count convolutions and fully connected layers (what `torch.utils.flop_counter` counts, halved), as the
 published MobileNetV3 figures do; batch norm, activations, pooling and SE's elementwise gate are not counted.
 
-For a merged architecture, parameters count each module once (a shared node once, at the width of its widest
-user; batch norm once per domain that uses it). MACs are the sum of the domains' paths: classifying one image
+For a merged architecture, parameters count each module once (a shared node or stem conv once, at the width of
+its widest user; batch norm once per domain that uses it). MACs are the sum of the domains' paths: classifying one image
 of each domain, since different domains' images take different inputs through a shared node.
 """
 
@@ -70,10 +70,12 @@ def architecture_cost(arch: Architecture, bn_per_domain: bool = True) -> Cost:
     unless `bn_per_domain` is False (then one per node, as wide as its widest user)."""
     space = arch.space
     geos = {d: space.geometry(p) for d, p in arch.paths.items()}
-    k = space.stem_kernel
-    params = 3 * max(g.stem.out_ch for g in geos.values()) * k * k
-    stem_widths = [g.stem.out_ch for g in geos.values()]
-    params += 2 * (sum(stem_widths) if bn_per_domain else max(stem_widths))
+    stems: dict[int, list[int]] = {}  # stem kernel -> its users' widths: one conv per kernel chosen
+    for geo in geos.values():
+        stems.setdefault(geo.stem.kernel, []).append(geo.stem.out_ch)
+    params = 0
+    for k, widths in stems.items():
+        params += 3 * max(widths) * k * k + 2 * (sum(widths) if bn_per_domain else max(widths))
     users: dict[str, list[LayerGeometry]] = {}
     for geo in geos.values():
         for g in geo.layers:

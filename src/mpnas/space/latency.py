@@ -33,6 +33,12 @@ def layer_key(g: LayerGeometry) -> str:
 
 
 def stem_key(g: ConvGeometry) -> str:
+    return f"stem:out{g.out_ch}:k{g.kernel}"
+
+
+def _old_stem_key(g: ConvGeometry) -> str:
+    """The stem's key in tables measured before the stem kernel could be searched: their spaces had one stem
+    kernel, so such an entry is that kernel's, and those tables stay usable."""
     return f"stem:out{g.out_ch}"
 
 
@@ -44,14 +50,15 @@ def candidate_geometries(space: SearchSpace) -> Iterator[LayerGeometry | ConvGeo
     """Every stem, layer candidate and head shape any path of `space` can contain (each once)."""
     res = (space.resolution - 1) // space.stem_stride + 1
     for s in space.stem_filters:
-        yield ConvGeometry(3, s, space.stem_kernel, space.stem_stride, space.resolution, res, space.stem_act)
+        for k in space.stem_kernels:
+            yield ConvGeometry(3, s, k, space.stem_stride, space.resolution, res, space.stem_act)
     in_choices = space.stem_filters
     seen: set[str] = set()
     for b, block in enumerate(space.blocks):
         for l, layer in enumerate(block.layers):
             out_res = (res - 1) // layer.stride + 1
             for in_ch in in_choices if l == 0 else block.filters:
-                for out_ch in block.filters if l == 0 else (in_ch,):
+                for out_ch in block.filters if l == 0 and not block.keeps_width else (in_ch,):
                     for k in layer.kernels:
                         for e in layer.expansions:
                             for se in layer.se:
@@ -171,8 +178,13 @@ class LatencyTable:
             raise MpnasError(f"latency table {self.source}: no entry {key!r} (measured for another space?)")
         return float(self.entries[key])
 
+    def _stem(self, g: ConvGeometry) -> float:
+        if stem_key(g) not in self.entries and _old_stem_key(g) in self.entries:
+            return float(self.entries[_old_stem_key(g)])
+        return self._get(stem_key(g))
+
     def geometry_latency(self, geo: PathGeometry) -> float:
-        return self._get(stem_key(geo.stem)) + sum(self._get(layer_key(g)) for g in geo.layers) + self._get(head_key(geo.head))
+        return self._stem(geo.stem) + sum(self._get(layer_key(g)) for g in geo.layers) + self._get(head_key(geo.head))
 
     def path_latency(self, space: SearchSpace, path: Path) -> float:
         return self.geometry_latency(space.geometry(path))

@@ -1,4 +1,4 @@
-"""Named search spaces: the small CPU default, the TuNAS/paper-sized space, and MobileNetV3-Large/Small.
+"""Named search spaces: the small CPU default, TuNAS's space (`paper`), and MobileNetV3-Large/Small.
 
 The published models are spaces with a single option per decision, so the same code path that builds a
 searched architecture builds them, and their parameter counts check the builder against torchvision's.
@@ -18,8 +18,14 @@ PRESETS = SPACE_PRESETS
 TUNAS_MULTIPLIERS = (0.5, 0.625, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 
-def _widths(base: int, mults: tuple[float, ...]) -> tuple[int, ...]:
-    return tuple(sorted({make_divisible(base * m) for m in mults}))
+def tunas_widths(base: int, mults: tuple[float, ...] = TUNAS_MULTIPLIERS) -> tuple[int, ...]:
+    """`base` times each multiplier, rounded half up to a multiple of 8 (at least 8), sorted and deduplicated.
+
+    This is TuNAS's `scale_filters` (filters_base 8), not MobileNet's `make_divisible`: the two differ on
+    single widths (16 x 0.625 = 10 gives 8 here, 16 there), so the paper space uses TuNAS's rule to have
+    TuNAS's options.
+    """
+    return tuple(sorted({max(8, int(base * m / 8 + 0.5) * 8) for m in mults}))
 
 
 def _searchable_block(
@@ -57,23 +63,41 @@ def default_space(resolution: int = 32) -> SearchSpace:
 
 
 def paper_space(resolution: int = 224) -> SearchSpace:
-    """TuNAS's MobileNetV3-like space as used by the paper: 5 searchable blocks of 4 layers, ~1e38 paths."""
+    """TuNAS's `mobilenet_v3_like_search` (tunas/mobile_search_space_v3.py), the space the paper searches.
+
+    Stem: a 3x3 or 5x5 conv (a decision), stride 2, hard-swish ("swish6" in TuNAS), 16 x multipliers filters;
+    then TuNAS's optional residual separable conv (depthwise 3, 5 or 7, ReLU, then 1x1), which shares the
+    stem's filters: here block 0, a block that keeps its input width and whose only layer (expansion 1, so no
+    expand conv, and no SE: a separable conv) may be skipped. Body: five blocks of base widths 16, 32, 64, 128
+    and 256, first-layer strides 2, 2, 2, 1, 2, ReLU in the first two and hard-swish after, each one fixed
+    layer and three independently skippable ones, with kernels 3, 5, 7, expansions 1 to 6 and SE searched.
+    Every searched width is base x (0.5 ... 2.0) rounded as TuNAS rounds (`tunas_widths`).
+
+    Where it departs from TuNAS: the head is fixed at the base widths (a 1x1 conv to 512 with batch norm and
+    hard-swish, pooling, then a fully connected layer to 1024 with hard-swish), where TuNAS also scales both by
+    the multipliers (7 x 7 more architectures); searching them would make the head a dynamic module in the
+    supernet, the merged model, the cost model and the latency tables for two more decisions (86, not 84). As in the
+    other spaces, a body layer of expansion 1 has no expand conv (TuNAS keeps a 1x1 conv there), and SE gates
+    with a hard sigmoid (TuNAS: sigmoid).
+    """
     k, e = (3, 5, 7), (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
-    b0 = BlockSpace(_widths(16, TUNAS_MULTIPLIERS), (LayerSpace(1, "relu", k, (1.0,), (False, True), False),))
-    strides, acts = (2, 2, 2, 1, 2), ("relu", "relu", "swish", "swish", "swish")
+    stem = tunas_widths(16)
+    b0 = BlockSpace(stem, (LayerSpace(1, "relu", k, (1.0,), (False,), skippable=True),), keeps_width=True)
+    strides, acts = (2, 2, 2, 1, 2), ("relu", "relu", "hswish", "hswish", "hswish")
     body = tuple(
-        _searchable_block(_widths(base, TUNAS_MULTIPLIERS), s, a, 4, k, e)
-        for base, s, a in zip((32, 64, 128, 256, 512), strides, acts)
+        _searchable_block(tunas_widths(base), s, a, 4, k, e)
+        for base, s, a in zip((16, 32, 64, 128, 256), strides, acts)
     )
     return SearchSpace(
         name="paper",
         resolution=resolution,
-        stem_filters=_widths(16, TUNAS_MULTIPLIERS),
+        stem_filters=stem,
         blocks=(b0,) + body,
-        head_filters=1024,
-        head_hidden=1280,
-        head_act="swish",
-        stem_act="swish",
+        head_filters=512,
+        head_hidden=1024,
+        stem_kernels=(3, 5),
+        stem_act="hswish",
+        head_act="hswish",
     )
 
 

@@ -1,10 +1,13 @@
 """The MobileNetV3-like search space and a path through it, as plain JSON-serialisable data.
 
 A `SearchSpace` says what can be chosen; a `Path` says what one domain chose. The decisions follow TuNAS's
-MobileNetV3-like space (REFERENCE.md): per block the output filters; per layer the depthwise kernel, the
-expansion ratio, squeeze-and-excite on or off, and for every layer after the first of a block an independent
-skip. Output filters are one decision per block because the identity skips and residual adds inside a block
-need equal widths (TuNAS does the same).
+MobileNetV3-like space (REFERENCE.md): the stem's output filters and, where a space searches it, the stem
+conv's kernel; per block the output filters; per layer the depthwise kernel, the expansion ratio,
+squeeze-and-excite on or off, and for every layer after the first of a block an independent skip. Output
+filters are one decision per block because the identity skips and residual adds inside a block need equal
+widths (TuNAS does the same). A block that `keeps_width` has no filters decision of its own: it outputs the
+width it is given, which is how TuNAS's stem block shares its conv's filters with the optional separable conv
+after it (and why that block's only layer may be skipped).
 
 `geometry()` is the one place that turns a path into channel widths and feature-map sizes; the modules, the
 cost model and the reports all read those numbers from it.
@@ -21,6 +24,10 @@ from mpnas.errors import MpnasError
 
 ACTIVATIONS = ("relu", "hswish", "swish")
 SKIP = "skip"
+# The stem conv's (block, layer) address. The stem-kernel decision belongs to it so that what is keyed by layer
+# (the search's op warm-up, which mixes a layer's kernel options) treats the stem conv as the layer before the
+# first block instead of needing a case of its own.
+STEM_LAYER = (-1, 0)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -49,6 +56,8 @@ class LayerSpace:
 class BlockSpace:
     filters: tuple[int, ...]  # output filter choices, multiples of 8
     layers: tuple[LayerSpace, ...]
+    # The block outputs its input width: no filters decision; `filters` then lists the input's options.
+    keeps_width: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ class SearchSpace:
     blocks: tuple[BlockSpace, ...]
     head_filters: int  # the 1x1 conv after the last block
     head_hidden: int  # the fully connected layer after pooling; 0 for none
-    stem_kernel: int = 3
+    stem_kernels: tuple[int, ...] = (3,)  # more than one: a decision (TuNAS searches 3 and 5)
     stem_stride: int = 2
     stem_act: str = "hswish"
     head_act: str = "hswish"
@@ -71,8 +80,10 @@ class SearchSpace:
         out: list[Decision] = []
         if len(self.stem_filters) > 1:
             out.append(Decision("stem.filters", self.stem_filters, "filters"))
+        if len(self.stem_kernels) > 1:
+            out.append(Decision("stem.kernel", self.stem_kernels, "kernel", STEM_LAYER))
         for b, block in enumerate(self.blocks):
-            if len(block.filters) > 1:
+            if len(block.filters) > 1 and not block.keeps_width:
                 out.append(Decision(f"b{b}.filters", block.filters, "filters"))
             for l, layer in enumerate(block.layers):
                 cond = (b, l) if layer.skippable else None
@@ -89,6 +100,7 @@ class SearchSpace:
         def pick(key: str, opts: tuple) -> Any:
             return choices[key] if len(opts) > 1 else opts[0]
 
+        stem = width = pick("stem.filters", self.stem_filters)
         blocks = []
         for b, block in enumerate(self.blocks):
             layers: list[LayerChoice | None] = []
@@ -103,16 +115,20 @@ class SearchSpace:
                         se=pick(f"b{b}.l{l}.se", layer.se),
                     )
                 )
-            blocks.append(BlockChoice(pick(f"b{b}.filters", block.filters), tuple(layers)))
-        return Path(pick("stem.filters", self.stem_filters), tuple(blocks))
+            width = width if block.keeps_width else pick(f"b{b}.filters", block.filters)
+            blocks.append(BlockChoice(width, tuple(layers)))
+        stem_kernel = choices["stem.kernel"] if len(self.stem_kernels) > 1 else None
+        return Path(stem, tuple(blocks), stem_kernel)
 
     def choices_of(self, path: Path) -> dict[str, Any]:
         """The inverse of `path_from_choices`; decisions inside a skipped layer are absent."""
         out: dict[str, Any] = {}
         if len(self.stem_filters) > 1:
             out["stem.filters"] = path.stem_filters
+        if len(self.stem_kernels) > 1:
+            out["stem.kernel"] = path.stem_kernel
         for b, (block, bc) in enumerate(zip(self.blocks, path.blocks)):
-            if len(block.filters) > 1:
+            if len(block.filters) > 1 and not block.keeps_width:
                 out[f"b{b}.filters"] = bc.filters
             for l, (layer, lc) in enumerate(zip(block.layers, bc.layers)):
                 if layer.skippable:
@@ -125,9 +141,9 @@ class SearchSpace:
         return out
 
     def num_architectures(self) -> int:
-        total = len(self.stem_filters)
+        total = len(self.stem_filters) * len(self.stem_kernels)
         for block in self.blocks:
-            total *= len(block.filters)
+            total *= 1 if block.keeps_width else len(block.filters)
             for layer in block.layers:
                 ops = len(layer.kernels) * len(layer.expansions) * len(layer.se)
                 total *= ops + (1 if layer.skippable else 0)
@@ -154,7 +170,8 @@ class SearchSpace:
     def geometry(self, path: Path) -> PathGeometry:
         """Channel widths and feature-map sizes of every module on a path."""
         res = _conv_out(self.resolution, self.stem_stride)
-        stem = ConvGeometry(3, path.stem_filters, self.stem_kernel, self.stem_stride, self.resolution, res, self.stem_act)
+        stem = ConvGeometry(3, path.stem_filters, self.stem_kernel_of(path), self.stem_stride, self.resolution, res,
+                            self.stem_act)
         layers = []
         in_ch = path.stem_filters
         for b, (block, bc) in enumerate(zip(self.blocks, path.blocks)):
@@ -182,13 +199,27 @@ class SearchSpace:
         head = HeadGeometry(in_ch, self.head_filters, self.head_hidden, res, self.head_act)
         return PathGeometry(stem, tuple(layers), head)
 
+    def stem_kernel_of(self, path: Path) -> int:
+        """The stem conv's kernel on `path`: its choice when the space searches the kernel, else the only one."""
+        if len(self.stem_kernels) == 1:
+            return self.stem_kernels[0]
+        k = path.stem_kernel
+        if k is None or k not in self.stem_kernels:
+            raise MpnasError(f"path: stem kernel {k} not in {list(self.stem_kernels)}")
+        return k
+
     # -- serialisation ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        # A single stem kernel is written as "stem_kernel", several as "stem_kernels", and "keeps_width" only
+        # where it is true: spaces that search neither keep the JSON they had before either existed.
+        stem_kernels: dict[str, Any] = (
+            {"stem_kernel": self.stem_kernels[0]} if len(self.stem_kernels) == 1 else {"stem_kernels": list(self.stem_kernels)}
+        )
         return {
             "name": self.name,
             "resolution": self.resolution,
             "stem_filters": list(self.stem_filters),
-            "stem_kernel": self.stem_kernel,
+            **stem_kernels,
             "stem_stride": self.stem_stride,
             "stem_act": self.stem_act,
             "head_filters": self.head_filters,
@@ -198,6 +229,7 @@ class SearchSpace:
             "blocks": [
                 {
                     "filters": list(bl.filters),
+                    **({"keeps_width": True} if bl.keeps_width else {}),
                     "layers": [
                         {
                             "stride": la.stride,
@@ -233,7 +265,11 @@ class SearchSpace:
                         skippable=lr.bool("skippable"),
                     )
                 )
-            blocks.append(BlockSpace(tuple(br.ints("filters")), tuple(layers)))
+            keeps_width = br.bool("keeps_width") if "keeps_width" in br.data else False
+            blocks.append(BlockSpace(tuple(br.ints("filters")), tuple(layers), keeps_width))
+        if ("stem_kernel" in r.data) == ("stem_kernels" in r.data):
+            raise MpnasError(f"{where}: needs exactly one of 'stem_kernel' (one option) and 'stem_kernels' (a list)")
+        stem_kernels = (r.int("stem_kernel"),) if "stem_kernel" in r.data else tuple(r.ints("stem_kernels"))
         space = SearchSpace(
             name=r.str("name"),
             resolution=r.int("resolution"),
@@ -241,7 +277,7 @@ class SearchSpace:
             blocks=tuple(blocks),
             head_filters=r.int("head_filters"),
             head_hidden=r.int("head_hidden"),
-            stem_kernel=r.int("stem_kernel"),
+            stem_kernels=stem_kernels,
             stem_stride=r.int("stem_stride"),
             stem_act=r.str("stem_act"),
             head_act=r.str("head_act"),
@@ -257,14 +293,21 @@ class SearchSpace:
 
         need(self.resolution >= 8, f"resolution {self.resolution} is below 8")
         need(bool(self.stem_filters) and all(f > 0 for f in self.stem_filters), "stem_filters must be positive")
-        need(self.stem_kernel % 2 == 1, f"stem_kernel {self.stem_kernel} must be odd")
+        need(bool(self.stem_kernels) and all(k > 0 and k % 2 == 1 for k in self.stem_kernels),
+             f"stem kernels {list(self.stem_kernels)} must be odd")
+        need(len(set(self.stem_kernels)) == len(self.stem_kernels), "duplicate stem kernels")
         need(self.stem_act in ACTIVATIONS and self.head_act in ACTIVATIONS, f"activations must be in {ACTIVATIONS}")
         need(len(self.blocks) > 0, "no blocks")
         need(self.head_filters > 0 and self.head_hidden >= 0, "head_filters must be > 0 and head_hidden >= 0")
         for b, block in enumerate(self.blocks):
             need(bool(block.filters) and all(f > 0 for f in block.filters), f"block {b}: filters must be positive")
             need(len(block.layers) > 0, f"block {b}: no layers")
-            need(not block.layers[0].skippable, f"block {b}: its first layer cannot be skippable")
+            given = self.stem_filters if b == 0 else self.blocks[b - 1].filters
+            need(not block.keeps_width or block.filters == given,
+                 f"block {b}: keeps its input width, so its filters must be {list(given)}")
+            # A skipped layer is the identity, which only a layer that keeps width and resolution can be.
+            need(not block.layers[0].skippable or (block.keeps_width and block.layers[0].stride == 1),
+                 f"block {b}: its first layer cannot be skippable (only in a block that keeps width, at stride 1)")
             for l, layer in enumerate(block.layers):
                 at = f"block {b} layer {l}"
                 need(layer.stride in (1, 2), f"{at}: stride {layer.stride} not in (1, 2)")
@@ -282,7 +325,8 @@ class Decision:
     key: str
     options: tuple
     kind: str  # "filters" (a block's or the stem's output), "expansion", "kernel", "se" or "skip"
-    layer: tuple[int, int] | None = None  # the (block, layer) the decision belongs to; None for filters
+    # The (block, layer) the decision belongs to (STEM_LAYER for the stem's kernel); None for filters.
+    layer: tuple[int, int] | None = None
     # The (block, layer) whose skip decision gates this one: when that layer is skipped the decision has no
     # effect, so a controller leaves it out of the log-probability (hierarchical sampling).
     gated_by: tuple[int, int] | None = None
@@ -313,10 +357,14 @@ class BlockChoice:
 class Path:
     stem_filters: int
     blocks: tuple[BlockChoice, ...]
+    # None when the space has a single stem kernel (no decision, as for every space before TuNAS's stem was
+    # searched): the kernel is then the space's, and such paths keep the JSON they always had.
+    stem_kernel: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "stem_filters": self.stem_filters,
+            **({} if self.stem_kernel is None else {"stem_kernel": self.stem_kernel}),
             "blocks": [
                 {
                     "filters": bc.filters,
@@ -339,6 +387,14 @@ class Path:
         stem = r.int("stem_filters")
         if stem not in space.stem_filters:
             raise MpnasError(f"{where}: stem_filters {stem} not in {list(space.stem_filters)}")
+        stem_kernel = None
+        if len(space.stem_kernels) > 1:
+            stem_kernel = r.int("stem_kernel")
+            if stem_kernel not in space.stem_kernels:
+                raise MpnasError(f"{where}: stem_kernel {stem_kernel} not in {list(space.stem_kernels)}")
+        elif "stem_kernel" in r.data and r.int("stem_kernel") != space.stem_kernels[0]:
+            raise MpnasError(f"{where}: stem_kernel {r.data['stem_kernel']} is not the space's {space.stem_kernels[0]}")
+        width = stem
         blocks = []
         for b, (bd, bs) in enumerate(zip(blocks_data, space.blocks)):
             at = f"{where} block {b}"
@@ -346,6 +402,9 @@ class Path:
             filters = br.int("filters")
             if filters not in bs.filters:
                 raise MpnasError(f"{at}: filters {filters} not in {list(bs.filters)}")
+            if bs.keeps_width and filters != width:
+                raise MpnasError(f"{at}: filters {filters} must equal its input width {width} (the block keeps it)")
+            width = filters
             layers_data = br.list("layers")
             if len(layers_data) != len(bs.layers):
                 raise MpnasError(f"{at}: {len(layers_data)} layers, the space has {len(bs.layers)}")
@@ -354,7 +413,8 @@ class Path:
                 lat = f"{at} layer {l}"
                 if ld == SKIP:
                     if not ls.skippable:
-                        raise MpnasError(f"{lat}: cannot be skipped (only layers after a block's first can)")
+                        raise MpnasError(f"{lat}: cannot be skipped (only layers after a block's first can, or the "
+                                         "first of a block that keeps its width)")
                     layers.append(None)
                     continue
                 lr = _Reader(ld, lat)
@@ -368,7 +428,7 @@ class Path:
                 expansion = next(e for e in ls.expansions if math.isclose(expansion, e))
                 layers.append(LayerChoice(kernel, expansion, se))
             blocks.append(BlockChoice(filters, tuple(layers)))
-        return Path(stem, tuple(blocks))
+        return Path(stem, tuple(blocks), stem_kernel)
 
 
 # ---------------------------------------------------------------------------------------------------------
