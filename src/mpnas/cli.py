@@ -375,13 +375,16 @@ def _cmd_space_show(args: argparse.Namespace) -> int:
     what = "the model" if n == 1 else "reference path (middle option of every decision, no skips)"
     print(f"space {space.name} at {space.resolution} px, {args.num_classes} classes")
     print(f"  {what}: {ref.params:,} parameters, {ref.macs / 1e6:,.1f} M MACs")
+    print(f"  stem: filters {list(space.stem_filters)}, kernels {list(space.stem_kernels)}, stride {space.stem_stride}, "
+          f"{space.stem_act}; head: {space.head_filters} -> {space.head_hidden or 'none'}, {space.head_act} (fixed)")
     if n > 1:
         print(f"  largest path: {big.params:,} parameters, {big.macs / 1e6:,.1f} M MACs")
     print(f"  architectures: {n:.3e} ({info['decisions']} decisions)" if n > 1 else "  architectures: 1")
     for b, block in enumerate(space.blocks):
         layer = block.layers[0]
         print(
-            f"  block {b}: filters {list(block.filters)}, {len(block.layers)} layer(s), stride {layer.stride}, {layer.act}, "
+            f"  block {b}: filters {list(block.filters)}{' (its input width: tied to the stem)' if block.keeps_width else ''}, "
+            f"{len(block.layers)} layer(s){', skippable' if block.layers[0].skippable else ''}, stride {layer.stride}, {layer.act}, "
             f"kernels {list(layer.kernels)}, expansions {[round(e, 3) for e in layer.expansions]}, se {list(layer.se)}"
         )
     return 0
