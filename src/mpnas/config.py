@@ -27,6 +27,7 @@ REWARDS = ("mnas", "mnas_hard", "abs")
 QUALITIES = ("top1", "prob")
 SPACE_PRESETS = ("default", "paper", "mobilenet_v3_large", "mobilenet_v3_small")
 PRECISIONS = ("auto", "fp32", "bf16")
+STRATEGIES = ("rl", "gradient")
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
@@ -103,6 +104,19 @@ class SearchConfig:
     final_batches: int = 8  # validation batches (of val_batch_size) every final candidate is scored on
     filter_warmup: bool = True  # before rl_start: widths at their largest, with a probability decaying 1 -> 0 (TuNAS)
     op_warmup: bool = True  # before rl_start: op choices as the average of all their options, likewise (TuNAS)
+    # `rl`: REINFORCE controllers (seed 002). `gradient`: the same logits trained by straight-through Gumbel samples
+    # on the validation loss, a differentiable expected cost and a minimum-entropy regulariser (seed 004; see
+    # mpnas.search.gradient). The gradient strategy uses rl_start and the warm-ups as RL does.
+    strategy: str = "rl"
+    # gradient: Adam's learning rate for the logits. Adam moves a logit by about lr per step whatever the gradient's
+    # size, so the consistent cost gradient outweighs the noisy cross-entropy one at RL's 0.05: a 40-step search
+    # collapsed to a quarter of T0; lr x steps near DARTS's total (3e-4 x ~20k) keeps the cost from running away.
+    arch_lr: float = 0.02
+    tau_start: float = 5.0  # gradient: Gumbel-softmax temperature, decayed geometrically to tau_end
+    tau_end: float = 0.5
+    # gradient: weight of the entropy term at the end; it ramps up linearly from 0. At 0.1 a default search ended at a
+    # mean maximum probability of 0.90 (0.84 to 0.98 over domains), short of near-discrete for some domains.
+    entropy_weight: float = 0.2
     log_every: int = 10
 
 
@@ -120,6 +134,13 @@ class TrainConfig:
     # Batch norm per domain in every node of the merged model (default), or shared by the domains that share a
     # node's convolutions, so that only the classifiers are per domain.
     bn_per_domain: bool = True
+    # Single-shot use (seed 004): start from the search's supernet weights for the derived paths (search_state.pt of
+    # the run), recalibrate batch norm on `recalibrate_batches` training batches per domain, then fine-tune for
+    # `finetune_steps` (0: none) at `finetune_lr_mult` times the learning rate, instead of `steps` from scratch.
+    from_supernet: bool = False
+    finetune_steps: int = 150
+    finetune_lr_mult: float = 0.25
+    recalibrate_batches: int = 20
 
 
 @dataclass
@@ -384,6 +405,15 @@ def validate(cfg: RunConfig) -> None:
     need(0 <= cfg.search.baseline_momentum < 1, "search.baseline_momentum", "must be in [0, 1)")
     need(cfg.search.controller_lr > 0, "search.controller_lr", "must be positive")
     choice(cfg.precision, PRECISIONS, "precision")
+    choice(cfg.search.strategy, STRATEGIES, "search.strategy")
+    need(cfg.search.tau_start > 0 and cfg.search.tau_end > 0, "search.tau_start/tau_end", "must be positive")
+    need(cfg.search.arch_lr > 0, "search.arch_lr", f"must be positive, got {cfg.search.arch_lr}")
+    need(cfg.search.entropy_weight >= 0, "search.entropy_weight", f"must be >= 0, got {cfg.search.entropy_weight}")
+    need(cfg.train.finetune_steps >= 0, "train.finetune_steps", f"must be >= 0, got {cfg.train.finetune_steps}")
+    need(cfg.train.finetune_lr_mult > 0, "train.finetune_lr_mult", "must be positive")
+    need(cfg.train.recalibrate_batches >= 0, "train.recalibrate_batches", "must be >= 0")
+    need(not cfg.train.from_supernet or cfg.train.bn_per_domain, "train.from_supernet",
+         "needs train.bn_per_domain=true (the supernet keeps batch norm per domain)")
     need(cfg.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0 (0: only on a signal), got {cfg.checkpoint_every}")
     need(cfg.search.log_every >= 1 and cfg.train.log_every >= 1 and cfg.train.eval_every >= 1,
          "log_every/eval_every", "must be >= 1")

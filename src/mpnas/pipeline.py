@@ -174,7 +174,9 @@ def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None
 
 
 def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
-                arch: Architecture | None = None, resume: bool = False) -> MultiPathModel:
+                arch: Architecture | None = None, resume: bool = False, supernet_from: Path | None = None) -> MultiPathModel:
+    """Train the merged model (from scratch, or with `train.from_supernet` from the supernet of the search in
+    `supernet_from`, default `run_dir`) and mark the stage."""
     from mpnas.deploy.info import write_domain_info
     from mpnas.train.trainer import train_architecture
 
@@ -185,7 +187,7 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
     domains = domains or load_data(cfg, progress)
     ckpt = _train_checkpointer(cfg, run_dir, arch)
     model, state = train_architecture(cfg, domains, arch, run_dir / WEIGHTS, progress=progress, checkpointer=ckpt,
-                                      resume=resume)
+                                      resume=resume, supernet_from=supernet_from)
     if world().is_main:
         write_domain_info(run_dir, domains)
     ckpt.save(state.step, state.state_dict(), finished=True)

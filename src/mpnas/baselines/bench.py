@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from mpnas.baselines.methods import METHODS, NEEDS_MPNAS, average_results, retrain_with_loss, run_method
+from mpnas.baselines.methods import METHODS, NEEDS, average_results, retrain_with_loss, run_method
 from mpnas.baselines.tables import LOSS_VARIANTS, front_name, write_bench
 from mpnas.baselines.tables import finished as _finished_here
 from mpnas.config import RunConfig
@@ -115,8 +115,8 @@ def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Pat
               poll_s: float = 30.0, resume: bool = False) -> dict[str, Any]:
     """Run every method and seed not yet finished in `out`, then tabulate whatever has finished.
 
-    Methods that are matched to MPNAS (`NEEDS_MPNAS`) get MPNAS's run of the same seed first, whether or not it
-    was asked for; `front` adds MPNAS searched with each of these cost exponents (beta). A run directory left
+    Methods that build on another method's run (`NEEDS`: mrp-matched on MPNAS, the gradient strategy's
+    single-shot model on its search) get that run of the same seed first, whether or not it was asked for; `front` adds MPNAS searched with each of these cost exponents (beta). A run directory left
     unfinished by a process that stopped is continued from its checkpoints with `resume`, and refused without."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -126,9 +126,10 @@ def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Pat
     apply_threads(cfg)
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(seeds)
-    if any(m in NEEDS_MPNAS for m in methods) and "mpnas" not in methods:
-        methods = ["mpnas", *methods]
-    methods = sorted(methods, key=lambda m: m in NEEDS_MPNAS)  # MPNAS before what is matched to it
+    for m in list(methods):
+        if m in NEEDS and NEEDS[m] not in methods:
+            methods = [NEEDS[m], *methods]
+    methods = sorted(methods, key=lambda m: m in NEEDS)  # a run before what builds on it
     runs: list[tuple[str, str, RunConfig]] = [(m, m, cfg) for m in methods]
     default_beta = DEFAULT_BETA.get(cfg.search.reward) if cfg.search.beta is None else cfg.search.beta
     for beta in front:
@@ -141,9 +142,10 @@ def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Pat
             if _finished(run_dir):
                 say(f"bench: {name} seed {seed} already finished, skipped")
                 continue
-            mpnas_dir = out / "mpnas" / f"seed{seed}"
-            if method in NEEDS_MPNAS and not _wait_for(mpnas_dir, f"{name} seed {seed} waits for mpnas seed {seed}", say, poll_s):
-                say(f"bench: {name} seed {seed} skipped: the mpnas run of seed {seed} did not finish")
+            needed = NEEDS.get(method, "mpnas")
+            mpnas_dir = out / needed / f"seed{seed}"
+            if method in NEEDS and not _wait_for(mpnas_dir, f"{name} seed {seed} waits for {needed} seed {seed}", say, poll_s):
+                say(f"bench: {name} seed {seed} skipped: the {needed} run of seed {seed} did not finish")
                 continue
             with claimed(run_dir) as mine:
                 if not mine:

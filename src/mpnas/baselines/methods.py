@@ -8,6 +8,13 @@ training steps per domain and seeds.
     mrp       one random path per domain, merged and trained like MPNAS, averaged over several trials
     mrp-matched  per domain, a random path whose cost is within ±5% of that domain's MPNAS path of the same
               seed (rejection sampling), merged and trained exactly like MPNAS: what the search itself adds
+    mpnas-gradient  MPNAS with the gradient strategy (seed 004): straight-through Gumbel search with a
+              minimum-entropy regulariser, then the merged model trained from scratch
+    mpnas-gradient-oneshot  the same search's supernet weights for the derived paths, batch norm recalibrated and
+              briefly fine-tuned (`train.from_supernet`), no training from scratch. It reuses the search of
+              mpnas-gradient of the same seed (identical by construction: same config and seed), and its
+              results count that search's wall time
+    mrp-matched-gradient  mrp-matched, matched to the paths of mpnas-gradient of the same seed instead
     trl       task routing layers: a fixed random channel mask per domain after every block, on a fixed
               MobileNetV3-like backbone (the space's reference path)
 
@@ -34,6 +41,7 @@ from mpnas.pipeline import (
     build_space,
     load_data,
     mark_stage,
+    stage_times,
     stage_evaluate,
     stage_report,
     stage_search,
@@ -45,9 +53,10 @@ from mpnas.search.loop import CostModel
 from mpnas.space.cost import domain_costs
 from mpnas.train.optim import steps_for
 
-METHODS = ("mpnas", "sd-nas", "sp-mn", "mdsp-nas", "mrp", "trl", "mrp-matched")
-# Methods that need the MPNAS run of the same seed (in the same bench directory) before they can start.
-NEEDS_MPNAS = ("mrp-matched",)
+METHODS = ("mpnas", "sd-nas", "sp-mn", "mdsp-nas", "mrp", "trl", "mrp-matched", "mpnas-gradient", "mpnas-gradient-oneshot",
+           "mrp-matched-gradient")
+# Methods that need another method's run of the same seed (in the same bench directory) before they can start.
+NEEDS = {"mrp-matched": "mpnas", "mpnas-gradient-oneshot": "mpnas-gradient", "mrp-matched-gradient": "mpnas-gradient"}
 MATCH_TOLERANCE = 0.05  # mrp-matched: |cost / MPNAS cost - 1| at most this, per domain
 MATCH_MAX_DRAWS = 200_000
 
@@ -56,19 +65,22 @@ def run_method(method: str, cfg: RunConfig, run_dir: Path, domains: DomainSet | 
                mpnas_dir: Path | None = None, resume: bool = False) -> dict[str, Any]:
     """Run one method end to end into `run_dir`; returns its results (also written to results.json).
 
-    `mpnas_dir` is the finished MPNAS run of the same seed, for the methods in NEEDS_MPNAS. With `resume`, the
-    stages that finished are kept and an unfinished one continues from its checkpoint."""
+    `mpnas_dir` is the finished run of the same seed of the method it needs (`NEEDS`), for the methods that need
+    one. With `resume`, the stages that finished are kept and an unfinished one continues from its checkpoint."""
     if method not in METHODS:
         raise MpnasError(f"method {method!r} unknown; choose from {', '.join(METHODS)}")
     domains = domains or load_data(cfg, progress)
     cfg = fix_steps(cfg, domains)
     write_config(run_dir, cfg)
-    if method in NEEDS_MPNAS:
+    if method in NEEDS:
         if mpnas_dir is None or not (mpnas_dir / ARCH).is_file():
-            raise MpnasError(f"method {method} needs a finished mpnas run of seed {cfg.seed} (its architecture.json)")
-        return _mrp_matched(cfg, run_dir, domains, progress, mpnas_dir, resume)
+            raise MpnasError(f"method {method} needs a finished {NEEDS[method]} run of seed {cfg.seed} (its architecture.json)")
+        if method == "mpnas-gradient-oneshot":
+            return _gradient_oneshot(cfg, run_dir, domains, progress, mpnas_dir, resume)
+        return _mrp_matched(cfg, run_dir, domains, progress, mpnas_dir, resume, method)
     runner = {
         "mpnas": _mpnas,
+        "mpnas-gradient": _mpnas_gradient,
         "sd-nas": _sd_nas,
         "sp-mn": _sp_mn,
         "mdsp-nas": _mdsp_nas,
@@ -94,6 +106,39 @@ def train_and_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet, arch: 
 def _mpnas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, resume: bool = False) -> dict[str, Any]:
     arch = stage_search(cfg, run_dir, domains, progress, method="mpnas", resume=resume)
     return train_and_evaluate(cfg, run_dir, domains, arch, "mpnas", progress, resume=resume)
+
+
+def gradient_config(cfg: RunConfig) -> RunConfig:
+    return replace(cfg, search=replace(cfg.search, strategy="gradient"))
+
+
+def _mpnas_gradient(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, resume: bool = False) -> dict[str, Any]:
+    cfg = gradient_config(cfg)
+    write_config(run_dir, cfg)
+    arch = stage_search(cfg, run_dir, domains, progress, method="mpnas-gradient", resume=resume)
+    return train_and_evaluate(cfg, run_dir, domains, arch, "mpnas-gradient", progress, resume=resume)
+
+
+def _gradient_oneshot(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, search_dir: Path,
+                      resume: bool = False) -> dict[str, Any]:
+    """The single-shot model of `search_dir`'s gradient search: its architecture and supernet, fine-tuned here.
+    The search's stage time is recorded in this run's stage times, so that the wall time is search + fine-tune."""
+    cfg = gradient_config(cfg)
+    cfg = replace(cfg, train=replace(cfg.train, from_supernet=True))
+    write_config(run_dir, cfg)
+    arch = Architecture.load(search_dir / ARCH)
+    if arch.domains != domains.names():
+        raise MpnasError(f"mpnas-gradient-oneshot: the search {search_dir} has domains {arch.domains}, the data {domains.names()}")
+    arch.meta["search_dir"] = str(search_dir)
+    searched = stage_times(search_dir).get("search")
+    if searched is not None:
+        mark_stage(run_dir, "search", searched, reused_from=str(search_dir))
+    arch.meta["method"] = "mpnas-gradient-oneshot"
+    arch.save(run_dir / ARCH)
+    model = stage_train(cfg, run_dir, domains, progress, arch=arch, resume=resume, supernet_from=search_dir)
+    results = stage_evaluate(cfg, run_dir, domains, model, method="mpnas-gradient-oneshot")
+    stage_report(run_dir)
+    return results
 
 
 def _mdsp_nas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, resume: bool = False) -> dict[str, Any]:
@@ -176,13 +221,13 @@ def matched_random_architecture(cfg: RunConfig, domains: DomainSet, reference: A
 
 
 def _mrp_matched(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, mpnas_dir: Path,
-                 resume: bool = False) -> dict[str, Any]:
+                 resume: bool = False, method: str = "mrp-matched") -> dict[str, Any]:
     reference = Architecture.load(mpnas_dir / ARCH)
     if reference.domains != domains.names():
-        raise MpnasError(f"mrp-matched: the MPNAS run {mpnas_dir} has domains {reference.domains}, the data {domains.names()}")
+        raise MpnasError(f"{method}: the searched run {mpnas_dir} has domains {reference.domains}, the data {domains.names()}")
     arch = matched_random_architecture(cfg, domains, reference, seed=7919 + cfg.seed)
     arch.meta["matched_to"] = str(mpnas_dir)
-    return train_and_evaluate(cfg, run_dir, domains, arch, "mrp-matched", progress, resume=resume)
+    return train_and_evaluate(cfg, run_dir, domains, arch, method, progress, resume=resume)
 
 
 def _mrp(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, resume: bool = False) -> dict[str, Any]:
@@ -294,5 +339,5 @@ def retrain_with_loss(cfg: RunConfig, arch_dir: Path, run_dir: Path, domains: Do
     return train_and_evaluate(replace(cfg, loss=loss), run_dir, domains, arch, method, progress, report=False)
 
 
-__all__ = ["METHODS", "NEEDS_MPNAS", "fix_steps", "matched_random_architecture", "run_method", "train_and_evaluate",
+__all__ = ["METHODS", "NEEDS", "fix_steps", "matched_random_architecture", "run_method", "train_and_evaluate",
            "random_architecture", "average_results", "retrain_with_loss"]

@@ -23,8 +23,15 @@ LOSS_LABELS = {"uwl": "UWL", "empirical": "Empirical", "x": "x", "x2": "x^2", "e
                "exp_inc": "exp(x/w), w increasing", "exp_dec": "exp(x/w), w decreasing"}
 TABLE4_METHODS = ("mdsp-nas", "sp-mn", "mrp", "mpnas")
 LABELS = {"mpnas": "MPNAS", "sd-nas": "SD-NAS", "sp-mn": "SP-MN", "mdsp-nas": "MDSP-NAS", "mrp": "MRP", "trl": "TRL",
-          "mrp-matched": "MRP, cost-matched"}
-ORDER = ("sd-nas", "sp-mn", "mdsp-nas", "mrp", "mrp-matched", "trl", "mpnas")
+          "mrp-matched": "MRP, cost-matched", "mpnas-gradient": "MPNAS, gradient",
+          "mpnas-gradient-oneshot": "MPNAS, gradient, single-shot",
+          "mrp-matched-gradient": "MRP, cost-matched to gradient"}
+ORDER = ("sd-nas", "sp-mn", "mdsp-nas", "mrp", "mrp-matched", "trl", "mpnas", "mrp-matched-gradient", "mpnas-gradient",
+         "mpnas-gradient-oneshot")
+# Further paired comparisons (first minus second) drawn when both methods ran: the gradient strategy against random
+# paths of its own cost and of MPNAS's, and the single-shot model against the same search trained from scratch.
+PAIRS = (("mpnas-gradient", "mrp-matched-gradient"), ("mpnas-gradient", "mrp-matched"), ("mpnas-gradient", "mpnas"),
+         ("mpnas-gradient-oneshot", "mrp-matched-gradient"), ("mpnas-gradient-oneshot", "mpnas-gradient"))
 FRONT_PREFIX = "mpnas@beta="  # bench directories of MPNAS searched with another cost exponent (the front)
 
 
@@ -83,7 +90,7 @@ def _per_seed(run: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
     if entropy:
         row["entropy"] = entropy
     arch = run_dir / "architecture.json"
-    if run.get("method") == "mrp-matched" and arch.is_file():
+    if str(run.get("method", "")).startswith("mrp-matched") and arch.is_file():
         row["matched"] = read_json(arch, "architecture file").get("meta", {}).get("matched")
     return row
 
@@ -121,21 +128,26 @@ def paired_against_mpnas(methods: dict[str, Any], level: float = 0.95) -> dict[s
     if "mpnas" not in methods:
         return {}
     ref = methods["mpnas"]
-    by_seed = lambda r, key: {row["seed"]: row[key] for row in r["per_seed"]}  # noqa: E731
-    out = {}
-    for m, r in methods.items():
-        if m == "mpnas" or not set(r["seeds"]) & set(ref["seeds"]):
-            continue
-        entry = {"mean_top1": paired_difference(by_seed(ref, "mean_top1"), by_seed(r, "mean_top1"), level).to_dict(),
-                 "top1": {}}
-        for d in ref["top1"]:
-            a = {row["seed"]: row["top1"][d] for row in ref["per_seed"]}
-            b = {row["seed"]: row["top1"][d] for row in r["per_seed"]}
-            entry["top1"][d] = paired_difference(a, b, level).to_dict()
-        entry["params_ratio"] = round(r["params_total"]["mean"] / ref["params_total"]["mean"], 3)
-        entry["macs_ratio"] = round(r["macs_total"]["mean"] / ref["macs_total"]["mean"], 3)
-        out[m] = entry
-    return out
+    return {m: _paired(ref, r, level) for m, r in methods.items() if m != "mpnas" and set(r["seeds"]) & set(ref["seeds"])}
+
+
+def paired_pairs(methods: dict[str, Any], pairs: tuple[tuple[str, str], ...] = PAIRS, level: float = 0.95) -> dict[str, Any]:
+    """`PAIRS` that both ran on shared seeds, keyed "a - b": a minus b, as `paired_against_mpnas`."""
+    return {f"{a} - {b}": {"a": a, "b": b, **_paired(methods[a], methods[b], level)} for a, b in pairs
+            if a in methods and b in methods and set(methods[a]["seeds"]) & set(methods[b]["seeds"])}
+
+
+def _paired(ref: dict[str, Any], r: dict[str, Any], level: float) -> dict[str, Any]:
+    """`ref` minus `r` per shared seed, on mean top-1 and each domain, with a t interval; r's cost relative to ref's."""
+    by_seed = lambda run, key: {row["seed"]: row[key] for row in run["per_seed"]}  # noqa: E731
+    entry = {"mean_top1": paired_difference(by_seed(ref, "mean_top1"), by_seed(r, "mean_top1"), level).to_dict(), "top1": {}}
+    for d in ref["top1"]:
+        a = {row["seed"]: row["top1"][d] for row in ref["per_seed"]}
+        b = {row["seed"]: row["top1"][d] for row in r["per_seed"]}
+        entry["top1"][d] = paired_difference(a, b, level).to_dict()
+    entry["params_ratio"] = round(r["params_total"]["mean"] / ref["params_total"]["mean"], 3)
+    entry["macs_ratio"] = round(r["macs_total"]["mean"] / ref["macs_total"]["mean"], 3)
+    return entry
 
 
 def write_bench(out: Path, cfg: RunConfig | None = None, methods_known: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -149,7 +161,7 @@ def write_bench(out: Path, cfg: RunConfig | None = None, methods_known: tuple[st
     if not methods and not front:
         raise MpnasError(f"bench directory {out}: no finished runs to tabulate")
     bench: dict[str, Any] = {"methods": methods, "front": front, "paired": paired_against_mpnas({**methods, **front}),
-                             "ablate_loss": ablation}
+                             "pairs": paired_pairs(methods), "ablate_loss": ablation}
     if cfg is not None:
         bench["data"], bench["budget"] = cfg.data.spec, cfg.budget
     write_json(out / "bench.json", bench)
@@ -225,6 +237,17 @@ def bench_markdown(bench: dict[str, Any], figures: list[str]) -> str:
                 q = paired[m]["top1"][d]
                 cells.append(f"{q['mean']:+.1f}" if q["low"] is None else f"{q['mean']:+.1f} [{q['low']:+.1f}, {q['high']:+.1f}]")
             lines.append(f"| {label(m)} | " + " | ".join(cells) + " |")
+    pairs = bench.get("pairs") or {}
+    if pairs:
+        lines += ["", "## Further paired comparisons", "",
+                  "First method minus second, mean top-1 over the seeds both ran [95% t interval]; cost ratios are the "
+                  "second's over the first's.", "",
+                  "| comparison | seeds | difference, mean top-1 | worst domain | params ratio | MACs ratio |",
+                  "|---|---:|---|---|---:|---:|"]
+        for p in pairs.values():
+            worst = min(p["top1"], key=lambda d: p["top1"][d]["mean"])
+            lines.append(f"| {label(p['a'])} − {label(p['b'])} | {p['mean_top1']['n']} | {_fmt_paired(p['mean_top1'])} | "
+                         f"{worst} {p['top1'][worst]['mean']:+.1f} | {p['params_ratio']:.2f} | {p['macs_ratio']:.2f} |")
     lines += _search_lines(methods, order)
     lines.append("")
     lines += [f"![{f}](figures/{f})" for f in figures]
@@ -291,5 +314,5 @@ def _ablation_lines(bench: dict[str, Any], domains: list[str]) -> list[str]:
     return lines
 
 
-__all__ = ["LABELS", "LOSS_VARIANTS", "aggregate", "bench_markdown", "collect", "finished", "front_name",
-           "paired_against_mpnas", "write_bench"]
+__all__ = ["LABELS", "LOSS_VARIANTS", "PAIRS", "aggregate", "bench_markdown", "collect", "finished", "front_name",
+           "paired_against_mpnas", "paired_pairs", "write_bench"]

@@ -204,6 +204,27 @@ class OpMix:
     skip: bool = False  # average the layer and the identity: x + block(x) / 2 (a skippable, residual layer)
 
 
+@dataclass(frozen=True)
+class Gates:
+    """The gradient search's straight-through gates for one layer (or the stem) of a sampled path.
+
+    Every entry equals 1 in the forward pass, so a gated forward computes exactly the sampled path; in the
+    backward pass the entries carry the gradient to the architecture logits (`mpnas.search.relax`).
+    `scale` multiplies the layer's residual branch (the stem's output): the product of the layer's op gates
+    (kernel, squeeze-and-excite, keep), times the output-width mask when the block's filters are a decision,
+    a scalar or one value per output channel. `expand` masks the expanded channels after the depthwise conv
+    (FBNetV2's masked widths, over the sampled width only).
+    """
+
+    scale: Tensor | None = None
+    expand: Tensor | None = None
+
+
+def gate(x: Tensor, g: Tensor) -> Tensor:
+    """`x` times a scalar gate or a per-channel mask."""
+    return x * (g if g.dim() == 0 else g.view(1, -1, 1, 1))
+
+
 class BNWidths(NamedTuple):
     """What one batch-norm key of a bottleneck needs: whether it has an expand conv, and its widths."""
 
@@ -245,19 +266,25 @@ class DynamicBottleneck(nn.Module):
         self.project = DynamicConv2d(exp_ch, out_ch, 1)
         self.project_bn = nn.ModuleDict({key: DynamicBatchNorm2d(w.out_ch, momentum) for key, w in bn_widths.items()})
 
-    def forward(self, x: Tensor, g: LayerGeometry, key: str = SHARED, mix: OpMix | None = None) -> Tensor:
-        """Run the candidate `g` describes; `mix` (search warm-up only) averages some op choices instead."""
+    def forward(self, x: Tensor, g: LayerGeometry, key: str = SHARED, mix: OpMix | None = None,
+                gates: Gates | None = None) -> Tensor:
+        """Run the candidate `g` describes; `mix` (search warm-up only) averages some op choices instead, and
+        `gates` (gradient search only) route gradients to the architecture logits."""
         y = x
         if g.has_expand:
             y = act_fn(self.act, self.expand_bn[key](self.expand(y, g.exp_ch)))
         kernels = list(self.dw) if mix is not None and mix.kernel else [f"k{g.kernel}"]
         branches = [act_fn(self.act, self.dw_bn[k][key](self.dw[k](y, g.exp_ch, g.stride))) for k in kernels]
         y = branches[0] if len(branches) == 1 else torch.stack(branches).mean(0)
+        if gates is not None and gates.expand is not None:
+            y = gate(y, gates.expand)
         if g.se_ch:
             y = 0.5 * (y + self.se(y, g.se_ch)) if mix is not None and mix.se else self.se(y, g.se_ch)
         y = self.project_bn[key](self.project(y, g.out_ch))
         if mix is not None and mix.skip:
             y = 0.5 * y  # the layer and the identity (a skip) averaged: x + (y + 0) / 2
+        if gates is not None and gates.scale is not None:
+            y = gate(y, gates.scale)
         return x + y if g.residual else y
 
     def extract(self, g: LayerGeometry, key: str = SHARED, bn_momentum: float = 0.1) -> InvertedResidual:
@@ -317,6 +344,8 @@ __all__ = [
     "DynamicBottleneck",
     "DynamicHead",
     "OpMix",
+    "Gates",
+    "gate",
     "BNWidths",
     "make_act",
 ]

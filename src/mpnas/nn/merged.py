@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from mpnas.nn.blocks import PathNet
-from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicHead, domain_key, make_stem
+from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicHead, DynamicStem, domain_key, make_stem
 from mpnas.space.arch import Architecture
 from mpnas.space.space import LayerGeometry
 
@@ -111,6 +111,32 @@ class MultiPathModel(nn.Module):
             if self.routing and (i + 1 == len(layers) or layers[i + 1].block != g.block):
                 x = x * getattr(self, f"route_{key}_b{g.block}")
         return self.classifiers[key](self.head(x, geo.head, bn))
+
+    @torch.no_grad()
+    def copy_from_supernet(self, supernet: nn.Module) -> None:
+        """Load the weights a search's supernet holds for this model's paths (single-shot use, seed 004).
+
+        Every tensor here is a channel prefix of the supernet's tensor of the same role: a node's of its layer
+        (the supernet's layer holds every kernel's depthwise conv, the node only its own), the stem's of the
+        chosen kernel's conv, the head's and classifiers' of the same names. Batch norm must be per domain in
+        both (the supernet's default), so that each domain gets its own statistics and affine parameters."""
+        if self.routing or not self.bn_per_domain:
+            raise ValueError("only a per-domain batch-norm model without task routing can start from a supernet")
+        source = supernet.state_dict()
+        layer_of = {_module_name(g.node): f"b{g.block}_l{g.layer}" for geo in self.geometries.values() for g in geo.layers}
+        kernels = {geo.stem.kernel for geo in self.geometries.values()}
+        stem_options = isinstance(supernet.stem, DynamicStem) and not isinstance(self.stem, DynamicStem)
+        for name, tensor in self.state_dict().items():
+            part, rest = name.split(".", 1)
+            if part == "nodes":
+                node, rest = rest.split(".", 1)
+                src_name = f"layers.{layer_of[node]}.{rest}"
+            elif part == "stem" and stem_options:
+                src_name = f"stem.options.k{next(iter(kernels))}.{rest}"
+            else:
+                src_name = name
+            src = source[src_name]
+            tensor.copy_(src[tuple(slice(0, n) for n in tensor.shape)])
 
     def extract(self, domain: str) -> PathNet:
         """A plain network for one domain with copies of its weights: the same outputs in eval mode."""

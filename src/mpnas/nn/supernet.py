@@ -17,7 +17,7 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from mpnas.nn.blocks import PathNet
-from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicHead, OpMix, domain_key, make_stem
+from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicHead, Gates, OpMix, domain_key, gate, make_stem
 from mpnas.space.space import STEM_LAYER, Path, PathGeometry, SearchSpace, make_divisible
 
 
@@ -60,13 +60,19 @@ class Supernet(nn.Module):
         return self.forward_geometry(x, self.space.geometry(path), domain)
 
     def forward_geometry(self, x: Tensor, geo: PathGeometry, domain: str | None = None,
-                         mix: Mapping[tuple[int, int], OpMix] | None = None) -> Tensor:
+                         mix: Mapping[tuple[int, int], OpMix] | None = None,
+                         gates: Mapping[tuple[int, int], Gates] | None = None) -> Tensor:
         """The path `geo` describes; `mix` maps (block, layer) to op choices averaged during search warm-up (the
-        stem's kernels under `STEM_LAYER`)."""
+        stem's kernels under `STEM_LAYER`), `gates` likewise to the gradient search's straight-through gates."""
         key = self._bn_key(domain)
         x = self.stem(x, geo.stem, key, mix.get(STEM_LAYER) if mix else None)
+        stem_gates = gates.get(STEM_LAYER) if gates else None
+        if stem_gates is not None and stem_gates.scale is not None:
+            x = gate(x, stem_gates.scale)
         for g in geo.layers:
-            x = self.layers[f"b{g.block}_l{g.layer}"](x, g, key, mix.get((g.block, g.layer)) if mix else None)
+            at = (g.block, g.layer)
+            x = self.layers[f"b{g.block}_l{g.layer}"](x, g, key, mix.get(at) if mix else None,
+                                                       gates.get(at) if gates else None)
         return self._classifier(domain)(self.head(x, geo.head, key))
 
     def _domain_key(self, domain: str | None) -> str:

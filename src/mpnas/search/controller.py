@@ -47,10 +47,13 @@ class Controller(nn.Module):
     @torch.no_grad()
     def entropy(self) -> Tensor:
         """Sum of the decisions' entropies, each gated decision weighted by the chance its layer is kept."""
-        total = torch.zeros(())
+        return self.entropy_tensor()
+
+    def entropy_tensor(self) -> Tensor:
+        """`entropy`, differentiable in the logits (the gradient strategy's minimum-entropy regulariser)."""
+        total = torch.zeros((), device=self.logits[0].device) if len(self.logits) else torch.zeros(())
         for d, logits in zip(self.decisions, self.logits):
-            p = torch.softmax(logits, 0)
-            h = -(p * torch.log_softmax(logits, 0)).sum()
+            h = -(torch.softmax(logits, 0) * torch.log_softmax(logits, 0)).sum()
             if d.skip_key is not None:
                 keep = torch.softmax(self.logits[self._index[d.skip_key]], 0)[0]  # options are (False, True)
                 h = h * keep

@@ -33,6 +33,8 @@ from mpnas.io import append_jsonl
 from mpnas.nn.dynamic import OpMix
 from mpnas.nn.supernet import Supernet
 from mpnas.search.controller import Controller, reinforce_loo_step, reinforce_step
+from mpnas.search.gradient import GradientSearch, batch_counts
+from mpnas.search.relax import mean_max_probability, probabilities
 from mpnas.search.rewards import DEFAULT_BETA, REWARDS, reward
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import geometry_cost
@@ -156,10 +158,12 @@ def run_search(
     if resume:
         checkpointer.resume(state.load_state_dict)
 
+    gradient = GradientSearch(space, names, cost_model, targets, beta, sc) if sc.strategy == "gradient" else None
     bar = progress_bar(steps, "search", progress and ranks.is_main)
     bar.update(state.step)
     with checkpointer:
-        _search_steps(state, space, groups, steps, rl_first, decisions, sc, cost_model, targets, beta, log, bar, checkpointer)
+        _search_steps(state, space, groups, steps, rl_first, decisions, sc, cost_model, targets, beta, log, bar, checkpointer,
+                      gradient=gradient)
     bar.close()
     ranks.check_in_sync([*state.supernet.parameters(), *bn_statistics(state.supernet),
                          *(p for c in state.controllers.values() for p in c.parameters())], "search")
@@ -172,7 +176,8 @@ def run_search(
         meta={"search_steps": steps, "seed": cfg.seed, "reward": sc.reward, "beta": beta, "cost_unit": cost_model.unit,
               "quality": sc.quality, "samples_per_step": sc.samples_per_step, "selection": selection,
               "targets": targets, "groups": groups, "wall_time_s": round(checkpointer.elapsed(), 2),
-              "world_size": ranks.size},
+              "world_size": ranks.size, "strategy": sc.strategy,
+              "mean_max_prob": {g: round(mean_max_probability(c), 4) for g, c in state.controllers.items()}},
     )
     return arch, state
 
@@ -198,7 +203,9 @@ def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: d
         scheduler=make_scheduler(optimizer, steps, sc.optim.warmup_frac),
         controllers=controllers,
         controller_optimizers={
-            g: torch.optim.Adam(c.parameters(), lr=sc.controller_lr, betas=(0.0, 0.999)) for g, c in controllers.items()
+            # REINFORCE: no momentum (TuNAS); the gradient strategy: DARTS's architecture optimiser (beta1 0.5).
+            g: torch.optim.Adam(c.parameters(), lr=_arch_lr(sc), betas=(0.5 if sc.strategy == "gradient" else 0.0, 0.999))
+            for g, c in controllers.items()
         },
         baselines={g: None for g in groups},
         train_loader=MultiDomainLoader(domains, sc.batch_size, split="train", seed=cfg.seed, device=device, world=ranks),
@@ -229,6 +236,7 @@ def time_search_steps(cfg: RunConfig, domains: DomainSet, space: SearchSpace, re
     rl_first = int(round(sc.rl_start * steps))
     quiet = Checkpointer(FsPath("unused"), "search", 0, "", None)
     bar = progress_bar(1, "", False)
+    gradient = GradientSearch(space, domains.names(), cost_model, targets, beta, sc) if sc.strategy == "gradient" else None
     out: dict[str, Any] = {"steps": steps, "warmup_steps": rl_first}
     for phase, start in (("warmup", rl_first // 2), ("rl", rl_first)):
         if phase == "warmup" and rl_first == 0:
@@ -238,7 +246,7 @@ def time_search_steps(cfg: RunConfig, domains: DomainSet, space: SearchSpace, re
         for i in range(repeats + 1):
             t0 = synced_clock(device)
             _search_steps(state, space, groups, steps, rl_first, space.decisions(), sc, cost_model, targets, beta,
-                          lambda row: None, bar, quiet, until=state.step + 1)
+                          lambda row: None, bar, quiet, until=state.step + 1, gradient=gradient)
             if i:
                 times.append(synced_clock(device) - t0)
         out[f"{phase}_s_per_step"] = sorted(times)[len(times) // 2]
@@ -248,8 +256,11 @@ def time_search_steps(cfg: RunConfig, domains: DomainSet, space: SearchSpace, re
 def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list[str]], steps: int, rl_first: int,
                   decisions: list[Decision], sc: Any, cost_model: CostModel, targets: dict[str, float], beta: float,
                   log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer,
-                  until: int | None = None) -> None:
-    """Algorithm 1's loop from `state.step` to `steps` (or `until`); a checkpoint may be written after any step."""
+                  until: int | None = None, gradient: GradientSearch | None = None) -> None:
+    """Algorithm 1's loop from `state.step` to `steps` (or `until`); a checkpoint may be written after any step.
+
+    With `gradient` (the gradient strategy), the controllers learn from `gradient.step` after the weight step
+    instead of from REINFORCE, and paths are scored before the weight step only at logging steps of the warm-up."""
     supernet, optimizer, combiner = state.supernet, state.optimizer, state.combiner
     statistics = bn_statistics(supernet) if state.ranks.active else []
     for step in range(state.step, min(steps, until or steps)):
@@ -258,9 +269,10 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
         warm_p = 0.0 if rl_active or rl_first == 0 else 1.0 - step / rl_first
         for g in state.controller_optimizers.values():  # TuNAS raises the RL rate towards the end
             for pg in g.param_groups:
-                pg["lr"] = sc.controller_lr * (1 + (sc.controller_lr_end_mult - 1) * frac)
+                pg["lr"] = _arch_lr(sc) * (1 + (sc.controller_lr_end_mult - 1) * frac)
         train_batch, val_batch = _layout(state.train_loader.next(), state), _layout(state.val_loader.next(), state)
 
+        logging = step % sc.log_every == 0 or step == steps - 1
         losses, results = [], {}
         for g, members in groups.items():
             choices = state.controllers[g].sample(state.generator)
@@ -268,7 +280,10 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
             if warm_p > 0:
                 choices, mix = warm_up(decisions, choices, warm_p, state.warm_rng, sc.filter_warmup, sc.op_warmup)
             geo = space.geometry(space.path_from_choices(choices))
-            r = _score(supernet, geo, members, val_batch, mix, sc, cost_model, targets, beta, state)
+            if gradient is None or (logging and not rl_active):
+                r = _score(supernet, geo, members, val_batch, mix, sc, cost_model, targets, beta, state)
+            else:
+                r = {}
             for d in members:
                 x, y = train_batch[d]
                 with autocast(x.device, state.dtype):
@@ -277,7 +292,7 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
             r["choices"] = choices
             # Extra paths, scored on the same validation batch (forward passes only), for a leave-one-out update.
             r["extra"] = []
-            if rl_active:
+            if rl_active and gradient is None:
                 for _ in range(sc.samples_per_step - 1):
                     extra = state.controllers[g].sample(state.generator)
                     scored = _score(supernet, space.geometry(space.path_from_choices(extra)), members, val_batch, {}, sc,
@@ -290,7 +305,12 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
         joint_step(combiner, loss_vec, frac, optimizer, state.scheduler, supernet.parameters(), sc.optim.grad_clip,
                    state.ranks, statistics)
 
-        for g, r in results.items():
+        if gradient is not None:
+            if rl_active:
+                results = gradient.step(state, groups, val_batch, step, steps, rl_first, statistics)
+            for r in results.values():
+                r["baseline"] = None
+        for g, r in (results.items() if gradient is None else ()):
             r["baseline"] = state.baselines[g]  # the baseline this step's advantage is measured against
             if r["extra"]:
                 samples = [(r["choices"], r["reward"]), *r["extra"]]
@@ -305,23 +325,39 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
                 )
         state.step = step + 1
 
-        if step % sc.log_every == 0 or step == steps - 1:
+        if logging:
             per_domain_loss = dict(zip([d for m in groups.values() for d in m], loss_vec.tolist()))
             for g, members in groups.items():
                 c = state.controllers[g]
-                exp_cost = _expected_cost(c, space, members, cost_model, targets, step)
+                r = results[g]
+                if gradient is None:
+                    exp_cost = _expected_cost(c, space, members, cost_model, targets, step)
+                    own = {}
+                else:  # exact, and (when learning) before this step's update, as the arch loss saw it
+                    exp_cost = r.get("expected_cost") or _no_grad_ratio(gradient, c, members)
+                    own = {k: r[k] for k in ("tau", "entropy_weight", "arch_loss", "max_prob") if k in r}
                 for d in members:
                     log({"stage": "search", "step": step, "domain": d, "controller": g,
-                         "loss": per_domain_loss[d], "quality": results[g]["qualities"][d],
-                         "top1": results[g]["top1"][d], "paths_scored": 1 + len(results[g]["extra"]),
-                         "cost": results[g]["cost"], "reward": results[g]["reward"],
-                         "baseline": results[g]["baseline"], "entropy": c.entropy().item(),
-                         "expected_cost": exp_cost, "rl_active": rl_active, "lr": state.scheduler.get_last_lr()[0]})
+                         "loss": per_domain_loss[d], "quality": r["qualities"][d],
+                         "top1": r["top1"][d], "paths_scored": 1 + len(r["extra"]),
+                         "cost": r["cost"], "reward": r["reward"],
+                         "baseline": r["baseline"], "entropy": c.entropy().item(),
+                         "expected_cost": exp_cost, "rl_active": rl_active, "lr": state.scheduler.get_last_lr()[0], **own})
                     log({"stage": "search_probs", "step": step, "domain": d, "probs": c.probabilities()})
             mean_r = sum(r["reward"] for r in results.values()) / len(results)
             bar.set_postfix(reward=f"{mean_r:.3f}", loss=f"{loss_vec.mean().item():.3f}", rl="on" if rl_active else "warm")
         bar.update(1)
         checkpointer.step_done(state.step, state.state_dict)
+
+
+def _arch_lr(sc: Any) -> float:
+    """The controllers' learning rate: REINFORCE's `controller_lr`, or the gradient strategy's `arch_lr`."""
+    return sc.arch_lr if sc.strategy == "gradient" else sc.controller_lr
+
+
+def _no_grad_ratio(gradient: GradientSearch, c: Controller, members: list[str]) -> float:
+    with torch.no_grad():
+        return float(gradient.expected_ratio(probabilities(c), members))
 
 
 def _layout(batch: dict[str, Any], state: SearchState) -> dict[str, Any]:
@@ -403,9 +439,7 @@ def _score(supernet: Supernet, geo: PathGeometry, members: list[str], val_batch:
             xv, yv = val_batch[d]
             with autocast(xv.device, dtype):
                 logits = supernet.forward_geometry(xv, geo, d, mix)
-            correct = (logits.argmax(1) == yv).sum().float()
-            prob = torch.softmax(logits.float(), 1).gather(1, yv[:, None]).sum() if sc.quality == "prob" else correct
-            sums.append(torch.stack([correct, prob, torch.tensor(float(len(yv)), device=yv.device)]))
+            sums.append(batch_counts(logits, yv, sc.quality))
     counts = ranks.sum(torch.stack(sums))
     top1s, qualities = (counts[:, :2] / counts[:, 2:]).T.tolist()  # float32 division, as a mean over the batch
     costs = [cost_model(d, geo) / targets[d] for d in members]

@@ -145,9 +145,16 @@ def train_architecture(
     routing_seed: int = 0,
     checkpointer: Checkpointer | None = None,
     resume: bool = False,
+    supernet_from: Path | None = None,
 ) -> tuple[MultiPathModel, TrainState]:
     """Train the merged model of `arch` from scratch; the best weights by mean validation top-1 are returned and
-    written to `weights_path`. `checkpointer` and `resume` work as in `run_search`."""
+    written to `weights_path`. `checkpointer` and `resume` work as in `run_search`.
+
+    With `train.from_supernet`, the model starts instead from the supernet of the search in `supernet_from`
+    (default: the run directory), its batch norm recalibrated, and is fine-tuned (`single_shot_config`); that
+    starting point is validated first, so fine-tuning can only keep or improve it on validation."""
+    if cfg.train.from_supernet:
+        cfg = single_shot_config(cfg)
     tc = cfg.train
     names = domains.names()
     if list(arch.domains) != names:
@@ -158,17 +165,19 @@ def train_architecture(
         if arch.num_classes[d.name] != d.num_classes:
             raise MpnasError(f"domain {d.name}: the architecture has {arch.num_classes[d.name]} classes, the data {d.num_classes}")
     device = resolve_device(cfg.device)
-    steps = steps_for(tc.steps, tc.epochs, domains, tc.batch_size, "train")
+    steps = tc.steps if tc.from_supernet and tc.steps == 0 else steps_for(tc.steps, tc.epochs, domains, tc.batch_size, "train")
     ranks = world()
     if log is None:
         log = (lambda row: append_jsonl(weights_path.parent / "metrics.jsonl", row)) if ranks.is_main else (lambda row: None)
 
-    state = _new_state(cfg, domains, arch, steps, device, routing_seed)
+    state = _new_state(cfg, domains, arch, max(steps, 1), device, routing_seed)
     model = state.model
-    state.best_weights = copy.deepcopy(model.state_dict())
     checkpointer = checkpointer or Checkpointer(weights_path.parent / "train_state.pt", "train", 0, "", None)
-    if resume:
-        checkpointer.resume(state.load_state_dict)
+    resumed = resume and checkpointer.resume(state.load_state_dict) is not None
+    if tc.from_supernet and not resumed:
+        start_from_supernet(cfg, state, domains, arch, supernet_from or weights_path.parent, weights_path, log)
+    if state.best_weights is None:
+        state.best_weights = copy.deepcopy(model.state_dict())
     bar = progress_bar(steps, "train", progress and ranks.is_main)
     bar.update(state.step)
     with checkpointer:
@@ -177,6 +186,73 @@ def train_architecture(
     ranks.check_in_sync([*model.parameters(), *bn_statistics(model)], "train")
     model.load_state_dict(state.best_weights)
     return model, state
+
+
+def single_shot_config(cfg: RunConfig) -> RunConfig:
+    """The training config of a single-shot model: `finetune_steps` at `finetune_lr_mult` times the rate."""
+    tc = cfg.train
+    optim = replace(tc.optim, lr=tc.optim.lr * tc.finetune_lr_mult)
+    return replace(cfg, train=replace(tc, steps=tc.finetune_steps, epochs=None, optim=optim))
+
+
+def start_from_supernet(cfg: RunConfig, state: TrainState, domains: DomainSet, arch: Architecture, search_dir: Path,
+                        weights_path: Path, log: Callable[[dict[str, Any]], None]) -> None:
+    """Load the search's supernet weights into the merged model, recalibrate its batch norm, validate it and save
+    it as the best so far (step -1)."""
+    from mpnas.search.loop import load_final_search
+
+    ckpt = search_dir / "search_state.pt"
+    if not ckpt.is_file():
+        raise MpnasError(f"train.from_supernet: {ckpt} not found (the search's final state); run `mpnas search` into "
+                         f"{search_dir} first")
+    supernet, _, _ = load_final_search(search_dir, arch.space, arch.num_classes)
+    try:
+        state.model.copy_from_supernet(supernet)
+    except KeyError as exc:
+        raise MpnasError(f"train.from_supernet: the supernet in {ckpt} has no tensor {exc} for this architecture "
+                         "(searched in another space?)") from None
+    del supernet
+    recalibrate_batch_norm(state.model, MultiDomainLoader(domains, cfg.train.batch_size, split="train", seed=cfg.seed + 2,
+                                                          device=next(state.model.parameters()).device, world=state.ranks),
+                           cfg.train.recalibrate_batches, state.ranks, state.dtype)
+    val = evaluate(state.model, domains, "val", cfg.train.eval_batch_size, dtype=state.dtype)
+    mean = sum(val.values()) / len(val)
+    for d, v in val.items():
+        log({"stage": "train_eval", "step": -1, "domain": d, "val_top1": v, "from_supernet": True})
+    log({"stage": "train_eval", "step": -1, "domain": "__mean__", "val_top1": mean, "from_supernet": True})
+    state.best_score, state.best_step = mean, -1
+    state.best_weights = copy.deepcopy(state.model.state_dict())
+    if state.ranks.is_main:
+        save_weights(state.model, weights_path, arch, {"step": -1, "val_mean_top1": mean, "val_top1": val,
+                                                       "from_supernet": True})
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: MultiPathModel, loader: MultiDomainLoader, batches: int, ranks: World,
+                           dtype: torch.dtype | None = None) -> None:
+    """Running statistics as the plain average over `batches` training batches per domain (Once-for-All's
+    recalibration): the supernet's statistics were averaged over many sampled paths and describe none of them."""
+    from mpnas.nn.dynamic import DynamicBatchNorm2d
+
+    if batches == 0:
+        return
+    norms = [m for m in model.modules() if isinstance(m, DynamicBatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.running_mean.zero_()
+        m.running_var.fill_(1.0)
+    was_training = model.training
+    model.train()
+    for i in range(batches):
+        for m in norms:
+            m.momentum = 1.0 / (i + 1)  # a cumulative mean over the batches seen
+        for d, (x, _) in loader.next().items():
+            with autocast(x.device, dtype):
+                model(x, d)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+    ranks.average_gradients([], bn_statistics(model))
 
 
 def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: int, device: torch.device,

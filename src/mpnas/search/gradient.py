@@ -1,0 +1,125 @@
+"""The gradient search strategy (`search.strategy: gradient`), after MTL-NAS (seed 004) and GDAS/FBNetV2.
+
+The controllers' logits are the architecture parameters, as for REINFORCE, so everything downstream (the
+derived paths, the end-of-search selection, the report's probabilities and entropy) is shared. What differs
+is how they learn. After the supernet's weight step on the training batch, every controller takes one
+first-order step on
+
+    CE(validation batch | straight-through sample) + cost_loss(E[T] / T0) + lambda(t) * H(logits)
+
+- the cross-entropy of a straight-through Gumbel sample of its path (`mpnas.search.relax`): hard in the
+  forward pass, so only the sampled candidates run and the step costs one path's forward and backward;
+- the cost term traded as Eq. 1 trades it (`rewards.cost_loss`: -beta * log(E[T] / T0) for the MnasNet
+  reward), on the exact expected cost under the current distribution, so every width and skip decision gets
+  a cost gradient at every step, not only the sampled options;
+- the minimum-entropy regulariser of MTL-NAS, whose weight ramps linearly from 0 to `search.entropy_weight`
+  over the learning steps, so that the task signal orders the options first and the regulariser then drives
+  each decision to a near-discrete choice: the supernet's weights for the derived path are then the ones it
+  was trained with, which is what lets the single-shot model (`train.from_supernet`) skip training from scratch.
+
+The Gumbel-softmax temperature decays geometrically from `search.tau_start` to `search.tau_end`; it shapes
+only the gradient (the hard sample is a categorical draw at any temperature). Weight gradients are not
+computed during the architecture step (the supernet's parameters are frozen for it), only those of the inputs.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mpnas.search.relax import ExpectedCost, make_gates, mean_max_probability, probabilities, sample_relaxed
+from mpnas.search.rewards import cost_loss, reward
+from mpnas.space.space import SearchSpace
+from mpnas.train.optim import autocast
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """The module's parameters need no gradient inside the block (the architecture step only needs inputs')."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class GradientSearch:
+    """The architecture step of the gradient strategy, with its schedules and expected-cost tables."""
+
+    def __init__(self, space: SearchSpace, names: list[str], cost: Any, targets: dict[str, float], beta: float,
+                 sc: Any) -> None:
+        self.space = space
+        self.sc = sc
+        self.beta = beta
+        self.targets = targets
+        self.cost = cost
+        self.expected = {d: ExpectedCost(space, lambda geo, d=d: cost(d, geo)) for d in names}
+
+    def progress(self, step: int, steps: int, first: int) -> float:
+        """0 at the first learning step, 1 at the last."""
+        return min(1.0, max(0.0, (step - first) / max(1, steps - first - 1)))
+
+    def temperature(self, t: float) -> float:
+        return self.sc.tau_start * (self.sc.tau_end / self.sc.tau_start) ** t
+
+    def expected_ratio(self, probs: dict[str, torch.Tensor], members: list[str]) -> torch.Tensor:
+        """E[T / T0] averaged over the member domains, differentiable in `probs`."""
+        return sum(self.expected[d](probs) / self.targets[d] for d in members) / len(members)
+
+    def step(self, state: Any, groups: dict[str, list[str]], val_batch: dict[str, Any], step: int, steps: int,
+             first: int, statistics: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
+        """One architecture step of every controller on this step's validation batch; returns, per controller,
+        what the search logs (the fields of an RL step's score, plus the gradient strategy's own)."""
+        sc, space = self.sc, self.space
+        t = self.progress(step, steps, first)
+        tau, lam = self.temperature(t), sc.entropy_weight * t
+        results = {}
+        with frozen(state.supernet):
+            for g, members in groups.items():
+                ctrl, opt = state.controllers[g], state.controller_optimizers[g]
+                choices, hard = sample_relaxed(ctrl, tau, state.generator)
+                geo = space.geometry(space.path_from_choices(choices))
+                gates = make_gates(space, geo, choices, hard)
+                losses, sums = [], []
+                for d in members:
+                    x, y = val_batch[d]
+                    with autocast(x.device, state.dtype):
+                        logits = state.supernet.forward_geometry(x, geo, d, None, gates)
+                    losses.append(F.cross_entropy(logits.float(), y))
+                    sums.append(batch_counts(logits.detach(), y, sc.quality))
+                ce = state.ranks.global_losses(torch.stack(losses)).mean()
+                ratio = self.expected_ratio(probabilities(ctrl), members)
+                penalty = cost_loss(sc.reward, ratio.float(), self.beta)
+                ent = ctrl.entropy_tensor()
+                loss = ce + penalty + lam * ent
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                state.ranks.average_gradients(list(ctrl.parameters()), statistics)
+                opt.step()
+                counts = state.ranks.sum(torch.stack(sums))
+                top1s, qualities = (counts[:, :2] / counts[:, 2:]).T.tolist()
+                q = sum(qualities) / len(qualities)
+                rel_cost = sum(self.cost(d, geo) / self.targets[d] for d in members) / len(members)
+                results[g] = {"quality": q, "reward": reward(sc.reward, q, rel_cost, 1.0, self.beta), "cost": rel_cost,
+                              "qualities": dict(zip(members, qualities)), "top1": dict(zip(members, top1s)),
+                              "choices": choices, "extra": [], "tau": tau, "entropy_weight": lam,
+                              "arch_loss": float(loss.detach()), "expected_cost": float(ratio.detach()),
+                              "max_prob": mean_max_probability(ctrl)}
+        return results
+
+
+def batch_counts(logits: torch.Tensor, y: torch.Tensor, quality: str) -> torch.Tensor:
+    """[correct, quality sum, n] of one validation batch: summed over ranks, then divided, as a path's score."""
+    correct = (logits.argmax(1) == y).sum().float()
+    prob = torch.softmax(logits.float(), 1).gather(1, y[:, None]).sum() if quality == "prob" else correct
+    return torch.stack([correct, prob, torch.tensor(float(len(y)), device=y.device)])
+
+
+__all__ = ["GradientSearch", "batch_counts", "frozen"]

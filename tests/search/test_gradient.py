@@ -1,0 +1,201 @@
+"""The gradient strategy (seed 004): straight-through samples, gates, expected cost, entropy, single-shot copy."""
+
+import itertools
+import json
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mpnas.cli import main
+from mpnas.nn.merged import MultiPathModel
+from mpnas.nn.supernet import Supernet
+from mpnas.search.controller import Controller
+from mpnas.search.relax import ExpectedCost, make_gates, probabilities, sample_relaxed, straight_through
+from mpnas.search.rewards import cost_loss
+from mpnas.space.arch import Architecture
+from mpnas.space.cost import geometry_cost
+from mpnas.space.presets import get_space
+from mpnas.space.space import BlockSpace, LayerSpace, SearchSpace
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("default", resolution=16, layers_per_block=2)
+
+
+def tiny_space() -> SearchSpace:
+    """Few enough decisions (12, 4096 paths) to enumerate every path."""
+    first = LayerSpace(1, "relu", (3, 5), (1.0, 2.0), (False, True), skippable=False)
+    rest = LayerSpace(1, "relu", (3, 5), (2.0, 3.0), (False, True), skippable=True)
+    last = LayerSpace(2, "hswish", (3,), (2.0, 4.0), (False,), skippable=False)
+    return SearchSpace(name="tiny", resolution=8, stem_filters=(8, 16),
+                       blocks=(BlockSpace((8, 16), (first, rest)), BlockSpace((16, 24), (last,))),
+                       head_filters=32, head_hidden=0)
+
+
+def test_straight_through_sample_is_one_hot_and_passes_gradients():
+    logits = torch.tensor([0.3, -1.0, 2.0, 0.5], requires_grad=True)
+    gen = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(40):
+        i, h = straight_through(logits, tau=1.0, generator=gen)
+        assert torch.equal(h.detach(), F.one_hot(torch.tensor(i), 4).float())  # exactly one-hot, not approximately
+        seen.add(i)
+        (grad,) = torch.autograd.grad(h[i], logits)
+        assert grad.abs().sum() > 0 and grad[i] > 0  # the chosen entry's value rises with its own logit
+    assert len(seen) > 1  # a draw, not the argmax
+
+
+def test_gated_forward_equals_the_plain_path_and_only_sampled_candidates_get_weight_gradients(space):
+    torch.manual_seed(0)
+    net = Supernet(space, {"a": 5}, dropout=0.0)
+    ctrl = Controller(space)
+    choices, hard = sample_relaxed(ctrl, 2.0, torch.Generator().manual_seed(3))
+    path = space.path_from_choices(choices)
+    geo = space.geometry(path)
+    gates = make_gates(space, geo, choices, hard)
+    x = torch.randn(4, 3, 16, 16)
+    gated = net.forward_geometry(x, geo, "a", None, gates)
+    assert torch.equal(gated, net.forward_geometry(x, geo, "a"))
+    gated.logsumexp(1).mean().backward()
+    for g in geo.layers:
+        layer = net.layers[f"b{g.block}_l{g.layer}"]
+        for name, conv in layer.dw.items():
+            assert (conv.weight.grad is not None) == (name == f"k{g.kernel}")
+        if layer.se is not None:
+            assert (layer.se.fc1_weight.grad is not None) == bool(g.se_ch)
+    ran = {(g.block, g.layer) for g in geo.layers}
+    for key, module in net.layers.items():
+        b, l = (int(v[1:]) for v in key.split("_"))
+        if (b, l) not in ran:  # a skipped layer computes nothing
+            assert all(p.grad is None for p in module.parameters())
+    # Every decision of a layer that ran gets a gradient (its skip decision through the kept branch's gate); a
+    # skipped layer computes nothing, so none of its decisions does.
+    for d, logits in zip(ctrl.decisions, ctrl.logits):
+        used = d.layer is None or d.layer in ran
+        assert (logits.grad is not None and logits.grad.abs().sum() > 0) == used, d.key
+
+
+def test_entropy_regulariser_lowers_entropy():
+    torch.manual_seed(0)
+    ctrl = Controller(get_space("default", resolution=16, layers_per_block=2))
+    with torch.no_grad():
+        for l in ctrl.logits:
+            l.normal_(0, 0.1)
+    opt = torch.optim.Adam(ctrl.parameters(), lr=0.05)
+    before = ctrl.entropy().item()
+    for _ in range(100):
+        opt.zero_grad()
+        ctrl.entropy_tensor().backward()
+        opt.step()
+    assert ctrl.entropy().item() < 0.3 * before
+    # Decisions outside skippable layers are driven to near-discrete values (gated ones count as much as their
+    # layer is kept, so a layer that is nearly always skipped keeps its inner entropy).
+    assert min(torch.softmax(l, 0).max().item() for d, l in zip(ctrl.decisions, ctrl.logits) if d.gated_by is None) > 0.8
+
+
+def all_paths_expected_cost(space, probs, cost):
+    """E[cost] by enumerating every assignment of the decisions."""
+    decisions = space.decisions()
+    total = 0.0
+    for combo in itertools.product(*(range(len(d.options)) for d in decisions)):
+        p = 1.0
+        for d, i in zip(decisions, combo):
+            p *= float(probs[d.key][i])
+        choices = {d.key: d.options[i] for d, i in zip(decisions, combo)}
+        total += p * cost(space.geometry(space.path_from_choices(choices)))
+    return total
+
+
+def test_expected_cost_is_exact():
+    space = tiny_space()
+    cost = lambda geo: geometry_cost(geo, 10).macs  # noqa: E731
+    expected = ExpectedCost(space, cost)
+    torch.manual_seed(1)
+    ctrl = Controller(space)
+    with torch.no_grad():
+        for l in ctrl.logits:
+            l.normal_()
+    probs = {k: v.detach() for k, v in probabilities(ctrl).items()}
+    # float32 probabilities sum to 1 only within ~1e-7, and the enumeration multiplies by every decision's sum
+    assert float(expected(probs)) == pytest.approx(all_paths_expected_cost(space, probs, cost), rel=1e-6)
+    # A one-hot distribution costs exactly its path.
+    rng = random.Random(0)
+    for _ in range(5):
+        path = space.random_path(rng)
+        choices = space.choices_of(path)
+        one_hot = {d.key: F.one_hot(torch.tensor(d.options.index(choices.get(d.key, d.options[0]))), len(d.options)).double()
+                   for d in space.decisions()}
+        assert float(expected(one_hot)) == cost(space.geometry(path))
+
+
+def test_cost_term_gradient_has_the_right_sign(space):
+    expected = ExpectedCost(space, lambda geo: geometry_cost(geo, 10).macs)
+    ctrl = Controller(space)
+    target = float(expected(probabilities(ctrl)).detach())
+    loss = cost_loss("mnas", expected(probabilities(ctrl)) / target, beta=-0.07)
+    loss.backward()
+    grads = {d.key: l.grad for d, l in zip(ctrl.decisions, ctrl.logits)}
+    # Wider options and keeping a layer cost more, so the loss pushes their logits down.
+    assert grads["b1.filters"][-1] > 0 > grads["b1.filters"][0]
+    assert grads["b1.l0.expansion"][-1] > 0 > grads["b1.l0.expansion"][0]
+    assert grads["b1.l1.skip"][0] > 0 > grads["b1.l1.skip"][1]  # options (False, True): keeping costs
+    assert grads["b1.l0.kernel"][-1] > 0 > grads["b1.l0.kernel"][0]
+    # A positive beta rewards cost instead, and the signs flip.
+    ctrl.zero_grad()
+    cost_loss("mnas", expected(probabilities(ctrl)) / target, beta=0.07).backward()
+    assert ctrl.logits[ctrl.decisions.index(next(d for d in ctrl.decisions if d.key == "b1.filters"))].grad[-1] < 0
+
+
+def test_merged_model_copies_the_supernets_weights_exactly(space):
+    torch.manual_seed(0)
+    net = Supernet(space, {"a": 5, "b": 3}, dropout=0.0)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    rng = random.Random(0)
+    for step in range(4):  # weights and running statistics away from their initial values
+        loss = net(torch.randn(6, 3, 16, 16), space.random_path(rng), "ab"[step % 2]).logsumexp(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    paths = {"a": space.random_path(rng), "b": space.random_path(rng)}
+    arch = Architecture(space, paths, {"a": 5, "b": 3})
+    model = MultiPathModel(arch, dropout=0.0).eval()
+    model.copy_from_supernet(net)
+    x = torch.randn(5, 3, 16, 16)
+    for d, path in paths.items():
+        assert torch.equal(model(x, d), net(x, path, d))
+    key = next(k for k in model.state_dict() if k.startswith("nodes.") and k.endswith("project.weight"))
+    tensor = model.state_dict()[key]
+    node = key.split(".")[1]
+    g = next(g for geo in model.geometries.values() for g in geo.layers if g.node.replace(".", "_") == node)
+    src = net.state_dict()[f"layers.b{g.block}_l{g.layer}.project.weight"]
+    assert torch.equal(tensor, src[: tensor.shape[0], : tensor.shape[1]])
+
+
+def test_single_shot_run_starts_from_the_supernet(tiny_cfg, tmp_path):
+    """`mpnas run` with the gradient strategy and `train.from_supernet`: near-discrete logits are recorded, the
+    step -1 validation is the copied (recalibrated) supernet, and with 0 fine-tuning steps the saved weights are it."""
+    out = tmp_path / "run"
+    sets = ["search.strategy=gradient", "train.from_supernet=true", "train.finetune_steps=0", "train.recalibrate_batches=2",
+            "search.steps=8"]
+    args = ["run", "--data", tiny_cfg.data.spec, "--resolution", "16", "--budget", "quick", "--quiet", "--out", str(out),
+            "--cache-dir", tiny_cfg.data.cache_dir, "--threads", "1"]
+    for s in [*sets, "space.layers_per_block=2", "search.batch_size=8", "search.val_batch_size=8", "train.batch_size=8"]:
+        args += ["--set", s]
+    assert main(args) == 0
+    arch = json.loads((out / "architecture.json").read_text())
+    assert arch["meta"]["strategy"] == "gradient"
+    assert set(arch["meta"]["mean_max_prob"]) == {"colours", "bars"}
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    search = [r for r in rows if r["stage"] == "search" and r["rl_active"]]
+    assert search and all({"tau", "entropy_weight", "arch_loss"} <= set(r) for r in search)
+    evals = [r for r in rows if r["stage"] == "train_eval"]
+    assert {r["step"] for r in evals} == {-1}  # 0 fine-tuning steps: only the copied model was validated
+    assert not [r for r in rows if r["stage"] == "train"]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["wall_time_s"]) >= {"search", "train"}
