@@ -116,7 +116,8 @@ def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Pat
     """Run every method and seed not yet finished in `out`, then tabulate whatever has finished.
 
     Methods that build on another method's run (`NEEDS`: mrp-matched on MPNAS, the gradient strategy's
-    single-shot model on its search) get that run of the same seed first, whether or not it was asked for; `front` adds MPNAS searched with each of these cost exponents (beta). A run directory left
+    single-shot model on its search) get that run of the same seed first, whether or not it was asked for;
+    `front` adds MPNAS searched with each of these cost exponents (beta). A run directory left
     unfinished by a process that stopped is continued from its checkpoints with `resume`, and refused without."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
