@@ -9,7 +9,12 @@ path, against a fresh process that runs the largest path as a standalone module 
 reports its peak RSS minus its RSS after importing torch, so the figure includes weights, gradients,
 optimiser state and activations. On a GPU (--device cuda) peak allocated memory is used instead.
 
+With `--strategy gradient` the supernet's step is the gradient strategy's relaxed step on the path: the
+straight-through gates and FBNetV2 width masks built for it, the gated forward, and the backward into both
+the weights and the architecture logits (what the masks and gates cost over the plain path).
+
     python benchmarks/supernet_vs_standalone.py --preset default --resolution 32 --batch 64
+    python benchmarks/supernet_vs_standalone.py --preset default --resolution 32 --batch 64 --strategy gradient --skip-memory
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import torch
 
 from mpnas.nn.blocks import PathNet
 from mpnas.nn.supernet import Supernet
+from mpnas.search.controller import Controller
+from mpnas.search.relax import make_gates, relaxed_for
 from mpnas.space.presets import get_space
 
 
@@ -57,12 +64,21 @@ def time_ratio(args) -> None:
     x = torch.randn(args.batch, 3, space.resolution, space.resolution, device=device)
     y = torch.randint(0, args.classes, (args.batch,), device=device)
     ratios, per_path = [], []
+    ctrl = Controller(space).to(device)
     for i in range(args.paths):
         path = space.random_path(rng)
         plain = supernet.extract(path).to(device)
         p_opt = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)
         geo = space.geometry(path)
-        sup_step = lambda: train_step(supernet, s_opt, x, y, lambda m, a: m.forward_geometry(a, geo))  # noqa: E731
+        if args.strategy == "gradient":
+            choices = {**{d.key: d.options[0] for d in ctrl.decisions}, **space.choices_of(path)}
+
+            def relaxed(m, a, geo=geo, choices=choices):
+                return m.forward_geometry(a, geo, None, None, make_gates(space, geo, choices, relaxed_for(ctrl, choices, 1.0)))
+
+            sup_step = lambda: train_step(supernet, s_opt, x, y, relaxed)  # noqa: E731
+        else:
+            sup_step = lambda: train_step(supernet, s_opt, x, y, lambda m, a: m.forward_geometry(a, geo))  # noqa: E731
         std_step = lambda: train_step(plain, p_opt, x, y, lambda m, a: m(a))  # noqa: E731
         for _ in range(2):  # warm-up: allocator, optimiser state
             sup_step()
@@ -141,6 +157,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--strategy", choices=["rl", "gradient"], default="rl",
+                    help="gradient: time the gradient strategy's gated step (see the docstring)")
+    ap.add_argument("--skip-memory", action="store_true", help="time only")
     ap.add_argument("--child", choices=["supernet", "standalone"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -150,8 +169,10 @@ def main() -> None:
         return
     print(f"space {args.preset} at {args.resolution} px, batch {args.batch}, device {args.device}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"strategy {args.strategy}")
     time_ratio(args)
-    memory_ratio(args)
+    if not args.skip_memory:
+        memory_ratio(args)
 
 
 if __name__ == "__main__":

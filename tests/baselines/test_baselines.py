@@ -197,3 +197,18 @@ def test_loss_ablation_retrains_each_architecture_with_each_loss(bench_dir, tiny
     run_bench(tiny_cfg, ["mpnas", "sp-mn", "mdsp-nas", "mrp"], [0], bench_dir, ablate="loss", progress=False,
               say=lambda m: None)
     assert calls == []
+
+
+def test_single_shot_reuses_the_gradient_search_and_counts_its_time(bench_dir):
+    searched, oneshot = bench_dir / "mpnas-gradient" / "seed0", bench_dir / "mpnas-gradient-oneshot" / "seed0"
+    assert Architecture.load(oneshot / "architecture.json").paths == Architecture.load(searched / "architecture.json").paths
+    stages = {d: json.loads((d / "stages.json").read_text()) for d in (searched, oneshot)}
+    assert stages[oneshot]["search"]["wall_time_s"] == stages[searched]["search"]["wall_time_s"]
+    assert results(bench_dir, "mpnas-gradient-oneshot")["wall_time_s"]["search"] == stages[searched]["search"]["wall_time_s"]
+    rows = [json.loads(l) for l in (oneshot / "metrics.jsonl").read_text().splitlines()]
+    assert not [r for r in rows if r["stage"].startswith("search")]  # no search of its own
+    assert [r for r in rows if r["stage"] == "train_eval" and r["step"] == -1]  # the copied supernet, validated
+    bench = json.loads((bench_dir / "bench.json").read_text())
+    assert {"mpnas-gradient - mrp-matched-gradient", "mpnas-gradient-oneshot - mpnas-gradient"} <= set(bench["pairs"])
+    matched = Architecture.load(bench_dir / "mrp-matched-gradient" / "seed0" / "architecture.json")
+    assert matched.meta["matched_to"] == str(searched)

@@ -57,6 +57,17 @@ def sample_relaxed(controller: Controller, tau: float, generator: torch.Generato
     return choices, hard
 
 
+def relaxed_for(controller: Controller, choices: dict[str, Any], tau: float) -> Hard:
+    """Straight-through vectors of given `choices` (no noise): for timing and probing a fixed path."""
+    hard = {}
+    for d, logits in zip(controller.decisions, controller.logits):
+        soft = torch.softmax(logits / tau, 0)
+        one_hot = torch.zeros_like(soft)
+        one_hot[d.options.index(choices[d.key])] = 1.0
+        hard[d.key] = one_hot + (soft - soft.detach())
+    return hard
+
+
 def _width_mask(h: Tensor, widths: list[int], width: int) -> Tensor:
     """FBNetV2's mask over the first `width` channels: entry c is the sum of h_i over the options wider than c."""
     cover = torch.arange(width)[None, :] < torch.tensor(widths)[:, None]
@@ -206,5 +217,5 @@ def mean_max_probability(controller: Controller) -> float:
         return float(torch.stack([torch.softmax(l, 0).max() for l in controller.logits]).mean())
 
 
-__all__ = ["ExpectedCost", "make_gates", "mean_max_probability", "probabilities", "sample_relaxed",
+__all__ = ["ExpectedCost", "relaxed_for", "make_gates", "mean_max_probability", "probabilities", "sample_relaxed",
            "straight_through", "width_sources"]
