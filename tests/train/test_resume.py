@@ -127,6 +127,25 @@ def test_sigkill_then_resume_is_bit_identical(point, resume_cfg, reference, tmp_
     _assert_same(_comparable(out), reference)
 
 
+def test_gradient_single_shot_run_resumes_bit_identically(tiny_cfg, tmp_path):
+    """The gradient strategy's state (logits, their Adam, the Gumbel draws' generator) and the single-shot
+    fine-tuning (copied supernet, recalibration, the step -1 validation) resume bit for bit."""
+    cfg = apply_overrides(tiny_cfg, ["search.steps=30", "search.strategy=gradient", "train.from_supernet=true",
+                                     "train.finetune_steps=20", "train.eval_every=10", "train.recalibrate_batches=2",
+                                     "checkpoint_every=3"])
+    path = tmp_path / "cfg.yaml"
+    path.write_text(dump_yaml(cfg))
+    subprocess.run(_mpnas("run", "--config", str(path), "--budget", "quick", "--out", str(tmp_path / "ref"), "--quiet"),
+                   env=_env(), check=True, capture_output=True)
+    reference = _comparable(tmp_path / "ref")
+    for point in (_mid_search, _mid_train):
+        out = tmp_path / point.__name__
+        _run_until(path, out, point)
+        assert not (out / "results.json").is_file()
+        subprocess.run(_mpnas("run", "--out", str(out), "--resume", "--quiet"), env=_env(), check=True, capture_output=True)
+        _assert_same(_comparable(out), reference)
+
+
 def test_sigterm_writes_a_checkpoint_and_exits_then_resumes(resume_cfg, reference, tmp_path):
     out = tmp_path / "run"
     proc = _run_until(resume_cfg, out, _mid_train, signal.SIGTERM)
