@@ -55,7 +55,22 @@ def test_cost_matched_paths_are_within_five_percent_of_the_mpnas_path(tiny_cfg, 
     # the same seed draws the same paths; an impossible tolerance is a clear error that names the domain
     assert M.matched_random_architecture(tiny_cfg, domains, reference, seed=11).paths == arch.paths
     with pytest.raises(MpnasError, match="no random path of domain"):
-        M.matched_random_architecture(tiny_cfg, domains, reference, seed=11, tolerance=0.0, max_draws=3)
+        M.matched_random_architecture(tiny_cfg, domains, reference, seed=11, tolerance=0.0, max_draws=3, max_walk=0)
+
+
+def test_a_target_in_the_tail_is_matched_by_a_recorded_walk(tiny_cfg, domains):
+    """The cheapest path of the space is (almost) never drawn uniformly; the walk gets within 5% of it."""
+    space = build_space(tiny_cfg)
+    names = domains.names()
+    num_classes = {d.name: d.num_classes for d in domains}
+    cheapest = space.path_from_choices({d.key: (True if d.kind == "skip" else min(d.options)) for d in space.decisions()})
+    reference = Architecture(space, {d: cheapest for d in names}, num_classes)
+    arch = M.matched_random_architecture(tiny_cfg, domains, reference, seed=5, max_draws=20)
+    cost = CostModel(space, num_classes, None)
+    for d in names:
+        target = cost(d, space.geometry(cheapest))
+        assert abs(cost(d, space.geometry(arch.paths[d])) / target - 1) <= 0.05
+        assert arch.meta["matched"][d]["draws"] == 20 and arch.meta["matched"][d]["walk_steps"] >= 1
 
 
 def test_mrp_matched_runs_after_mpnas_and_is_matched_to_it(tiny_cfg, domains, tmp_path):

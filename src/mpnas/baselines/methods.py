@@ -58,7 +58,7 @@ METHODS = ("mpnas", "sd-nas", "sp-mn", "mdsp-nas", "mrp", "trl", "mrp-matched", 
 # Methods that need another method's run of the same seed (in the same bench directory) before they can start.
 NEEDS = {"mrp-matched": "mpnas", "mpnas-gradient-oneshot": "mpnas-gradient", "mrp-matched-gradient": "mpnas-gradient"}
 MATCH_TOLERANCE = 0.05  # mrp-matched: |cost / MPNAS cost - 1| at most this, per domain
-MATCH_MAX_DRAWS = 200_000
+MATCH_MAX_DRAWS = 20_000  # rejection draws before walking towards the target (mpnas paths matched within 3,594)
 
 
 def run_method(method: str, cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
@@ -189,12 +189,19 @@ def fix_steps(cfg: RunConfig, domains: DomainSet) -> RunConfig:
 
 
 def matched_random_architecture(cfg: RunConfig, domains: DomainSet, reference: Architecture, seed: int,
-                                tolerance: float = MATCH_TOLERANCE, max_draws: int = MATCH_MAX_DRAWS) -> Architecture:
+                                tolerance: float = MATCH_TOLERANCE, max_draws: int = MATCH_MAX_DRAWS,
+                                max_walk: int = 100_000) -> Architecture:
     """Per domain, the first uniformly random path whose cost is within `tolerance` of `reference`'s path.
 
     The cost is the search's own (MACs, or latency when `search.latency_table` is set), so the comparison holds
     the searched quantity fixed and varies only which path was chosen. The number of draws and the matched
-    costs are recorded in the architecture's metadata."""
+    costs are recorded in the architecture's metadata.
+
+    A target far in the tail of the uniform distribution (the gradient strategy's paths cost a fifth of the
+    space's reference) may take no path within the window in `max_draws` draws. The last draw then walks
+    towards the target: a uniformly random decision takes a uniformly random option whenever that brings the
+    cost closer, until it is inside the window. Such a path is random but not uniform over the window (the
+    walk favours paths near its start); `matched[domain]["walk_steps"]` records that it was used."""
     space = build_space(cfg)
     if reference.space.to_dict() != space.to_dict():
         raise MpnasError("mrp-matched: the MPNAS run was searched in another space than this config builds")
@@ -212,12 +219,40 @@ def matched_random_architecture(cfg: RunConfig, domains: DomainSet, reference: A
             if abs(value / target - 1) <= tolerance:
                 break
             if draws >= max_draws:
-                raise MpnasError(f"mrp-matched: no random path of domain {d.name} within {tolerance:.0%} of the MPNAS path's "
-                                  f"cost {target:.4g} {cost.unit} in {max_draws} draws")
+                break
+        walk = 0
+        if abs(value / target - 1) > tolerance:
+            path, value, walk = _walk_to_cost(space, path, lambda p: cost(d.name, space.geometry(p)), target, tolerance, rng,
+                                              max_walk)
+            if walk is None:
+                raise MpnasError(f"mrp-matched: no random path of domain {d.name} within {tolerance:.0%} of the searched "
+                                 f"path's cost {target:.4g} {cost.unit} in {max_draws} draws and a walk towards it")
         paths[d.name] = path
         match[d.name] = {"target": target, "cost": value, "ratio": round(value / target, 4), "draws": draws}
+        if walk:
+            match[d.name]["walk_steps"] = walk
     return Architecture(space, paths, num_classes,
                         meta={"random_seed": seed, "cost_unit": cost.unit, "tolerance": tolerance, "matched": match})
+
+
+def _walk_to_cost(space: Any, path: Any, cost: Any, target: float, tolerance: float, rng: random.Random,
+                  max_steps: int = 100_000) -> tuple[Any, float, int | None]:
+    """Random single-decision changes to `path`, each kept when it brings the cost closer to `target`, until the
+    cost is within `tolerance`; the path, its cost and the number of steps (None if it never got there)."""
+    decisions = space.decisions()
+    choices = {d.key: (False if d.kind == "skip" else d.options[0]) for d in decisions}
+    choices.update(space.choices_of(path))
+    value = cost(path)
+    for step in range(1, max_steps + 1):
+        d = rng.choice(decisions)
+        trial = {**choices, d.key: rng.choice(d.options)}
+        candidate = space.path_from_choices(trial)
+        v = cost(candidate)
+        if abs(v - target) < abs(value - target):
+            choices, path, value = trial, candidate, v
+            if abs(value / target - 1) <= tolerance:
+                return path, value, step
+    return path, value, None
 
 
 def _mrp_matched(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, mpnas_dir: Path,
