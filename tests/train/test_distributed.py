@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from mpnas.config import apply_overrides, dump_yaml
+from runlog import logged
 
 HERE = Path(__file__).resolve().parent
 SRC = str(HERE.parents[1] / "src")
@@ -120,7 +121,7 @@ def test_sigterm_to_one_rank_stops_both_then_resume_is_bit_identical(two_process
     proc = subprocess.Popen(_torchrun("-m", "mpnas", "run", "--config", str(dist_cfg), "--budget", "quick", "--out",
                                       str(out), "--quiet"), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while not _losses_logged(out, "train", 2):
+    while not logged(out, "train", 2):
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.005)
     os.kill(_rank_pids(proc.pid)[1], signal.SIGTERM)  # as a scheduler that reaches one process first
@@ -140,17 +141,3 @@ def test_sigterm_to_one_rank_stops_both_then_resume_is_bit_identical(two_process
 
     wa, wb = load_file(out / "model.safetensors"), load_file(two_process_run / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-
-
-def _losses_logged(run: Path, stage: str, step: int) -> bool:
-    f = run / "metrics.jsonl"
-    if not f.is_file():
-        return False
-    for line in f.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("stage") == stage and row.get("step", -1) >= step:
-            return True
-    return False

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from mpnas.config import apply_overrides, dump_yaml
+from runlog import logged
 from mpnas.errors import MpnasError
 from mpnas.train.checkpoint import Checkpointer, fingerprint
 
@@ -76,24 +77,8 @@ def _assert_same(a: dict, b: dict) -> None:
         assert torch.equal(a["weights"][k], b["weights"][k]), k
 
 
-def _logged(run: Path, stage: str, step: int) -> bool:
-    """Whether metrics.jsonl has a `stage` row at `step` or later: a kill then lands after a checkpoint and after
-    rows logged since it, which a resume must not log twice."""
-    f = run / "metrics.jsonl"
-    if not f.is_file():
-        return False
-    for line in f.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a row being written
-            continue
-        if row.get("stage") == stage and row.get("step", -1) >= step:
-            return True
-    return False
-
-
 def _mid_search(run: Path) -> bool:
-    return _logged(run, "search", 10) and "search" not in _stages(run)
+    return logged(run, "search", 10) and "search" not in _stages(run)
 
 
 def _between_stages(run: Path) -> bool:
@@ -101,7 +86,7 @@ def _between_stages(run: Path) -> bool:
 
 
 def _mid_train(run: Path) -> bool:
-    return _logged(run, "train", 14) and "train" not in _stages(run)
+    return logged(run, "train", 14) and "train" not in _stages(run)
 
 
 @pytest.fixture(scope="module")
