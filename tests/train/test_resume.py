@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from mpnas.config import apply_overrides, dump_yaml
-from runlog import logged
 from mpnas.errors import MpnasError
 from mpnas.train.checkpoint import Checkpointer, fingerprint
+from runlog import logged
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
