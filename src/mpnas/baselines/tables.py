@@ -187,6 +187,13 @@ def _fmt_paired(p: dict[str, Any]) -> str:
     return f"{p['mean']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}]{mark}"
 
 
+def _paired_row(name: str, p: dict[str, Any]) -> str:
+    """One row of a paired table: seeds, the mean top-1 difference with its interval, the worst domain, cost ratios."""
+    worst = min(p["top1"], key=lambda d: p["top1"][d]["mean"])
+    return (f"| {name} | {p['mean_top1']['n']} | {_fmt_paired(p['mean_top1'])} | {worst} {p['top1'][worst]['mean']:+.1f} | "
+            f"{p['params_ratio']:.2f} | {p['macs_ratio']:.2f} |")
+
+
 def ordered(methods: dict[str, Any]) -> list[str]:
     known = [m for m in ORDER if m in methods]
     return known + sorted(m for m in methods if m not in ORDER)
@@ -223,11 +230,7 @@ def bench_markdown(bench: dict[str, Any], figures: list[str]) -> str:
                   "is more accurate. An interval that includes 0 is a difference inside the seed noise.", "",
                   "| method | seeds | MPNAS − method, mean top-1 | worst domain | method's params / MPNAS's | MACs / MPNAS's |",
                   "|---|---:|---|---|---:|---:|"]
-        for m in [x for x in order if x in paired]:
-            p = paired[m]
-            worst = min(p["top1"], key=lambda d: p["top1"][d]["mean"])
-            lines.append(f"| {label(m)} | {p['mean_top1']['n']} | {_fmt_paired(p['mean_top1'])} | "
-                         f"{worst} {p['top1'][worst]['mean']:+.1f} | {p['params_ratio']:.2f} | {p['macs_ratio']:.2f} |")
+        lines += [_paired_row(label(m), paired[m]) for m in order if m in paired]
         domains_ = list(next(iter(paired.values()))["top1"])
         lines += ["", "Per domain, MPNAS minus each method (mean over the shared seeds [95% t interval]):", "",
                   "| method | " + " | ".join(domains_) + " |", "|---|" + "---|" * len(domains_)]
@@ -244,10 +247,7 @@ def bench_markdown(bench: dict[str, Any], figures: list[str]) -> str:
                   "second's over the first's.", "",
                   "| comparison | seeds | difference, mean top-1 | worst domain | params ratio | MACs ratio |",
                   "|---|---:|---|---|---:|---:|"]
-        for p in pairs.values():
-            worst = min(p["top1"], key=lambda d: p["top1"][d]["mean"])
-            lines.append(f"| {label(p['a'])} − {label(p['b'])} | {p['mean_top1']['n']} | {_fmt_paired(p['mean_top1'])} | "
-                         f"{worst} {p['top1'][worst]['mean']:+.1f} | {p['params_ratio']:.2f} | {p['macs_ratio']:.2f} |")
+        lines += [_paired_row(f"{label(p['a'])} − {label(p['b'])}", p) for p in pairs.values()]
     lines += _search_lines(methods, order)
     lines.append("")
     lines += [f"![{f}](figures/{f})" for f in figures]

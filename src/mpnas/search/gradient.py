@@ -101,7 +101,7 @@ class GradientSearch:
                 loss = ce + penalty + lam * ent
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                state.ranks.average_gradients(list(ctrl.parameters()), statistics)
+                state.ranks.average_gradients(list(ctrl.parameters()))
                 opt.step()
                 counts = state.ranks.sum(torch.stack(sums))
                 top1s, qualities = (counts[:, :2] / counts[:, 2:]).T.tolist()
@@ -112,6 +112,7 @@ class GradientSearch:
                               "choices": choices, "extra": [], "tau": tau, "entropy_weight": lam,
                               "arch_loss": float(loss.detach()), "expected_cost": float(ratio.detach()),
                               "max_prob": mean_max_probability(ctrl)}
+        state.ranks.average_gradients([], statistics)  # the validation forwards moved batch norm's running statistics
         return results
 
 

@@ -22,6 +22,7 @@ contracts the tables with the probabilities at every step.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -96,10 +97,15 @@ def width_sources(space: SearchSpace) -> list[tuple[_WidthSource, _WidthSource]]
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _decisions_and_sources(space: SearchSpace) -> tuple[dict[str, Any], list[tuple[_WidthSource, _WidthSource]]]:
+    """The space's decisions by key and its width sources, computed once per space (`make_gates` runs every step)."""
+    return {d.key: d for d in space.decisions()}, width_sources(space)
+
+
 def make_gates(space: SearchSpace, geo: PathGeometry, choices: dict[str, Any], hard: Hard) -> dict[tuple[int, int], Gates]:
     """The gates of the sampled path `geo` (built from `choices`), from the straight-through vectors `hard`."""
-    keyed = {d.key: d for d in space.decisions()}
-    sources = width_sources(space)
+    keyed, sources = _decisions_and_sources(space)
 
     def chosen(key: str) -> Tensor | None:
         d = keyed.get(key)
