@@ -84,7 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write int8 files, calibrated on training images: <domain>.int8.onnx (onnxruntime), "
                         "and model.int8.pte with --format onnx,pte (PT2E, XNNPACK quantizer)")
     p.add_argument("--latency-repeats", type=int, default=50, help="timed batch-1 runs per latency figure")
+    p.add_argument("--config", default=None, metavar="CONFIG.json",
+                   help="a slimmable run's width configuration (from `mpnas configure`) to export at")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("configure", help="widths of a slimmable run for a compute budget and domain preferences")
+    p.add_argument("--run", required=True, help="a run trained with train.slimmable=true")
+    limit = p.add_mutually_exclusive_group(required=True)
+    limit.add_argument("--max-macs", type=float, help="multiply-adds for one image of every domain, e.g. 8e6")
+    limit.add_argument("--max-params", type=float, help="parameters of the merged model, e.g. 5e5")
+    limit.add_argument("--max-latency-ms", type=float, help="batch-1 latency summed over the domains (predicted)")
+    p.add_argument("--prefer", default=None, metavar="DOMAIN=WEIGHT,...",
+                   help="domains to keep more of (weight > 1) or less of (< 1); others weigh 1")
+    p.add_argument("--measure", action="store_true",
+                   help="also measure the chosen widths on validation data (recalibrates batch norm; seconds)")
+    p.add_argument("--out", required=True, help="CONFIG.json to write")
+    p.set_defaults(func=_cmd_configure)
 
     p = sub.add_parser("predict", help="classify image files with a trained run or an export directory")
     src = p.add_mutually_exclusive_group(required=True)
@@ -110,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--quiet", action="store_true", help="no progress bars")
         if name == "train":
             p.add_argument("--resume", action="store_true", help="continue unfinished training from its last checkpoint")
+        if name == "evaluate":
+            p.add_argument("--config", default=None, metavar="CONFIG.json",
+                           help="evaluate a slimmable run at this width configuration; its measured top-1 is added to it")
         p.set_defaults(func=globals()[func])
     return parser
 
@@ -201,7 +219,52 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mpnas.pipeline import stage_evaluate
 
     run_dir, cfg = _run_dir_config(args)
+    if args.config:
+        from mpnas.pipeline import evaluate_widths
+
+        _print_results(evaluate_widths(cfg, run_dir, Path(args.config)))
+        print(f"measured top-1 added to {args.config}")
+        return 0
     _print_results(stage_evaluate(cfg, run_dir))
+    return 0
+
+
+def _cmd_configure(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from mpnas.deploy.configure import Table, add_measured, configure, parse_prefer
+    from mpnas.io import write_json
+    from mpnas.pipeline import read_architecture, read_config
+
+    t0 = time.perf_counter()
+    run_dir = Path(args.run)
+    cfg = read_config(run_dir)
+    arch = read_architecture(run_dir)
+    if not cfg.train.slimmable:
+        raise MpnasError(f"run {run_dir}: was not trained with train.slimmable=true, so it cannot be slimmed")
+    kind, limit = next((k, v) for k, v in (("macs", args.max_macs), ("params", args.max_params),
+                                           ("latency", args.max_latency_ms)) if v is not None)
+    if not limit > 0:
+        raise MpnasError(f"configure: the limit must be positive, got {limit}")
+    out = configure(arch, Table.load(run_dir, arch), kind, limit, parse_prefer(args.prefer), cfg.train.bn_per_domain)
+    out["run"] = str(run_dir)
+    if args.measure:
+        from mpnas.pipeline import apply_threads, load_data, load_trained_model
+        from mpnas.space.widths import Widths
+        from mpnas.train.slimmable import measure_widths
+
+        apply_threads(cfg)
+        widths = Widths.from_dict(out["widths"], arch, cfg.train.slim_multipliers, "configure")
+        add_measured(out, measure_widths(load_trained_model(cfg, run_dir, arch), widths, load_data(cfg, False), cfg), "val")
+    out["configure_s"] = round(time.perf_counter() - t0, 3)
+    write_json(args.out, out)
+    print(json.dumps({k: out[k] for k in ("macs_total", "params_total", "mean_top1", "configure_s")}))
+    for d, e in out["domains"].items():
+        measured = e.get("top1_measured_val")
+        print(f"  {d:<14} weight {e['weight']:.2f}  filters {e['filters']}  top-1 predicted {e['top1_predicted']:.2f}"
+              + ("" if measured is None else f", measured {measured:.2f}"))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -289,7 +352,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise MpnasError(f"--latency-repeats must be >= 1, got {args.latency_repeats}")
     formats = ["onnx", *[f for f in formats if f != "onnx"]]  # ONNX is always written: the checked fallback
     manifest = export_run(Path(args.run), Path(args.out), int8=args.int8, latency_repeats=args.latency_repeats,
-                          say=lambda m: print(m, file=sys.stderr), formats=tuple(formats))
+                          say=lambda m: print(m, file=sys.stderr), formats=tuple(formats),
+                          widths_config=Path(args.config) if args.config else None)
     print(f"{'domain':<14}{'top-1':>8}{'int8':>8}{'max|diff|':>11}{'ms (1 thr)':>12}{'torch ms':>10}")
     for d, e in manifest["domains"].items():
         lat = e["latency_ms"]

@@ -141,6 +141,16 @@ class TrainConfig:
     finetune_steps: int = 150
     finetune_lr_mult: float = 0.25
     recalibrate_batches: int = 20
+    # Slimmable training (seed 003): every step also trains each domain's path at its smallest widths and at
+    # `slim_random` random width configurations (the sandwich rule), drawn from `slim_multipliers` of each width
+    # unit (`mpnas.space.widths`). The slimmed passes learn from the full widths' predictions (in-place distillation,
+    # weight `slim_distill`; the rest is the labels' cross-entropy). After training, `slim_profile` random width
+    # configurations are measured on validation data for `mpnas configure` (`mpnas.train.slimmable`).
+    slimmable: bool = False
+    slim_multipliers: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0])
+    slim_random: int = 1
+    slim_distill: float = 0.5
+    slim_profile: int = 24
 
 
 @dataclass
@@ -414,6 +424,14 @@ def validate(cfg: RunConfig) -> None:
     need(cfg.train.recalibrate_batches >= 0, "train.recalibrate_batches", "must be >= 0")
     need(not cfg.train.from_supernet or cfg.train.bn_per_domain, "train.from_supernet",
          "needs train.bn_per_domain=true (the supernet keeps batch norm per domain)")
+    mults = cfg.train.slim_multipliers
+    need(bool(mults) and all(0 < m <= 1 for m in mults) and 1.0 in mults and len(set(mults)) == len(mults),
+         "train.slim_multipliers", f"must be distinct values in (0, 1] that include 1.0, got {mults}")
+    need(cfg.train.slim_random >= 0, "train.slim_random", f"must be >= 0, got {cfg.train.slim_random}")
+    need(0 <= cfg.train.slim_distill <= 1, "train.slim_distill", f"must be in [0, 1], got {cfg.train.slim_distill}")
+    need(cfg.train.slim_profile >= 0, "train.slim_profile", f"must be >= 0, got {cfg.train.slim_profile}")
+    need(not (cfg.train.slimmable and cfg.train.from_supernet), "train.slimmable",
+         "cannot be combined with train.from_supernet (a single-shot model is only fine-tuned)")
     need(cfg.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0 (0: only on a signal), got {cfg.checkpoint_every}")
     need(cfg.search.log_every >= 1 and cfg.train.log_every >= 1 and cfg.train.eval_every >= 1,
          "log_every/eval_every", "must be >= 1")

@@ -191,7 +191,14 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
     if world().is_main:
         write_domain_info(run_dir, domains)
     ckpt.save(state.step, state.state_dict(), finished=True)
-    mark_stage(run_dir, "train", ckpt.elapsed(), best_step=state.best_step, best_val_mean_top1=state.best_score)
+    info: dict[str, Any] = {}
+    if cfg.train.slimmable:
+        from mpnas.train.slimmable import profile
+
+        t0 = time.perf_counter()
+        profile(model, domains, cfg, run_dir)
+        info["profile_s"] = round(time.perf_counter() - t0, 1)
+    mark_stage(run_dir, "train", ckpt.elapsed(), best_step=state.best_step, best_val_mean_top1=state.best_score, **info)
     world().barrier()
     return model
 
@@ -225,6 +232,37 @@ def stage_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = No
         results["wall_time_s"] = stage_times(run_dir)
         write_json(run_dir / RESULTS, results)
     world().barrier()
+    return results
+
+
+def evaluate_widths(cfg: RunConfig, run_dir: Path, config_path: Path) -> dict[str, Any]:
+    """`mpnas evaluate --config`: the run's model at a width configuration, its batch norm recalibrated; the test
+    (and validation) top-1 are added to the configuration file as its measured figures. results.json is untouched."""
+    from mpnas.deploy.configure import add_measured
+    from mpnas.space.widths import read_config_widths, slim_architecture
+    from mpnas.train.slimmable import apply_widths
+    from mpnas.train.trainer import evaluate
+
+    apply_threads(cfg)
+    arch = read_architecture(run_dir)
+    if not cfg.train.slimmable:
+        raise MpnasError(f"run {run_dir}: was not trained with train.slimmable=true, so it has no width configurations")
+    widths = read_config_widths(config_path, arch, cfg.train.slim_multipliers)
+    domains = load_data(cfg, progress=False)
+    model = load_trained_model(cfg, run_dir, arch)
+    apply_widths(model, widths, domains, cfg)
+    top1 = evaluate(model, domains, None, cfg.train.eval_batch_size)
+    val = evaluate(model, domains, "val", cfg.train.eval_batch_size)
+    results = results_dict(method=arch.meta.get("method", "mpnas"), cfg=cfg, arch=slim_architecture(arch, widths),
+                           domains=domains, top1=top1, val_top1=val)
+    if world().is_main:
+        config = read_json(config_path, "width configuration")
+        if isinstance(config.get("domains"), dict) and set(config["domains"]) == set(arch.domains):
+            split = "test" if all(d.eval_split() == "test" for d in domains) else "eval"
+            add_measured(config, top1, split)
+            add_measured(config, val, "val")
+            config["mean_top1"] = results["mean_top1"]
+            write_json(config_path, config)
     return results
 
 

@@ -169,8 +169,11 @@ def latency(path: Path, net: nn.Module, resolution: int, repeats: int, warmup: i
 
 
 def export_run(run_dir: Path, out: Path, int8: bool = False, domains: DomainSet | None = None,
-               latency_repeats: int = 50, say: Any = None, formats: tuple[str, ...] = ("onnx",)) -> dict[str, Any]:
-    """Export a trained run directory; returns the manifest (also written to `out/export.json`)."""
+               latency_repeats: int = 50, say: Any = None, formats: tuple[str, ...] = ("onnx",),
+               widths_config: Path | None = None) -> dict[str, Any]:
+    """Export a trained run directory; returns the manifest (also written to `out/export.json`). With
+    `widths_config` (a slimmable run's `mpnas configure` output), every domain is exported at those widths, its
+    batch norm recalibrated for them."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or "onnx" not in formats:
         raise MpnasError(f"export formats {', '.join(formats)}: choose from {', '.join(FORMATS)}; onnx is always written "
@@ -189,11 +192,24 @@ def export_run(run_dir: Path, out: Path, int8: bool = False, domains: DomainSet 
     model = load_trained_model(cfg, run_dir).eval()
     arch = model.arch
     domains = domains or load_data(cfg, progress=False)
+    widths = None
+    if widths_config is not None:
+        from mpnas.space.widths import read_config_widths, slim_architecture
+        from mpnas.train.slimmable import apply_widths
+
+        if not cfg.train.slimmable:
+            raise MpnasError(f"export --config: run {run_dir} was not trained with train.slimmable=true")
+        widths = read_config_widths(widths_config, arch, cfg.train.slim_multipliers)
+        apply_widths(model, widths, domains, cfg)
+        model.eval()
+        arch = slim_architecture(arch, widths)
     infos = infos_from_domains(domains)
     costs = domain_costs(arch)
     torch_top1 = evaluate(model, domains, None, cfg.train.eval_batch_size)
     manifest: dict[str, Any] = {"format": FORMAT, "run": str(run_dir), "input_name": "image", "output_name": "logits",
                                 "layout": "NCHW, RGB, float32", "domains": {}}
+    if widths is not None:
+        manifest["widths"] = {"config": str(widths_config), "multipliers": widths.to_dict()}
     files_bytes = 0
     for dom in domains:
         name = dom.name

@@ -69,6 +69,9 @@ class DynamicBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
         self.sync = False  # under torchrun: statistics over every rank's shard (`mpnas.distributed.use_sync_bn`)
+        # Normalise with the batch's statistics but leave the running ones alone (slimmable training's slimmed
+        # passes, `mpnas.train.slimmable.frozen_statistics`).
+        self.frozen = False
 
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[1]
@@ -76,7 +79,9 @@ class DynamicBatchNorm2d(nn.Module):
             from mpnas.distributed import sync_batch_norm
 
             return sync_batch_norm(x, prefix(self.running_mean, c), prefix(self.running_var, c), prefix(self.weight, c),
-                                   prefix(self.bias, c), self.momentum, BN_EPS)
+                                   prefix(self.bias, c), 0.0 if self.frozen else self.momentum, BN_EPS)
+        if self.frozen and self.training:
+            return F.batch_norm(x, None, None, prefix(self.weight, c), prefix(self.bias, c), True, 0.0, BN_EPS)
         # Slices of the buffers are views: batch_norm's in-place update of running statistics lands in them.
         return F.batch_norm(
             x, prefix(self.running_mean, c), prefix(self.running_var, c), prefix(self.weight, c), prefix(self.bias, c),

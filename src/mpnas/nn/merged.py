@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from mpnas.nn.blocks import PathNet
 from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicHead, DynamicStem, domain_key, make_stem
 from mpnas.space.arch import Architecture
-from mpnas.space.space import LayerGeometry
+from mpnas.space.space import LayerGeometry, PathGeometry
+from mpnas.space.widths import Widths, slim_path
 
 
 def _module_name(node: str) -> str:
@@ -50,6 +51,8 @@ class MultiPathModel(nn.Module):
         self.bn_per_domain = bn_per_domain
         self.geometries = {d: space.geometry(p) for d, p in arch.paths.items()}
         geos = self.geometries
+        # The geometries a forward pass runs by default: the searched ones, or a slimmed configuration's.
+        self.active: dict[str, PathGeometry] = dict(geos)
         keys = {d: domain_key(d) for d in arch.domains}
         self.bn_keys = {d: keys[d] if bn_per_domain else SHARED for d in arch.domains}
         bn = self.bn_keys
@@ -101,8 +104,22 @@ class MultiPathModel(nn.Module):
     def _block_ends(layers: tuple[LayerGeometry, ...]) -> list[LayerGeometry]:
         return [g for i, g in enumerate(layers) if i + 1 == len(layers) or layers[i + 1].block != g.block]
 
-    def forward(self, x: Tensor, domain: str) -> Tensor:
-        geo = self.geometries[domain]
+    def slimmed(self, widths: Widths) -> dict[str, PathGeometry]:
+        """Each domain's geometry under a width configuration (`mpnas.space.widths`)."""
+        if self.routing:
+            raise ValueError("a task-routing model cannot be slimmed: its channel masks have the searched widths")
+        space = self.arch.space
+        return {d: space.geometry(slim_path(space, p, widths.multipliers[d])) for d, p in self.arch.paths.items()}
+
+    def set_widths(self, widths: Widths | None) -> None:
+        """Run (and extract) every domain at `widths` from now on; None: the searched widths. Like Once-for-All's
+        `set_active_subnet`, this only changes which channel prefixes are used; batch norm's running statistics
+        stay those of the full widths until recalibrated (`mpnas.train.slimmable`)."""
+        self.active = dict(self.geometries) if widths is None else self.slimmed(widths)
+
+    def forward(self, x: Tensor, domain: str, geometry: PathGeometry | None = None) -> Tensor:
+        """`domain`'s logits, at its active widths or at `geometry` (slimmable training)."""
+        geo = geometry or self.active[domain]
         key, bn = domain_key(domain), self.bn_keys[domain]
         x = self.stem(x, geo.stem, bn)
         layers = geo.layers
@@ -139,10 +156,11 @@ class MultiPathModel(nn.Module):
             tensor.copy_(src[tuple(slice(0, n) for n in tensor.shape)])
 
     def extract(self, domain: str) -> PathNet:
-        """A plain network for one domain with copies of its weights: the same outputs in eval mode."""
+        """A plain network for one domain at its active widths, with copies of its weights: the same outputs in
+        eval mode."""
         if self.routing:
             raise ValueError("a task-routing model has no plain single-path form")
-        geo = self.geometries[domain]
+        geo = self.active[domain]
         key, bn = domain_key(domain), self.bn_keys[domain]
         m = self.bn_momentum
         clf = self.classifiers[key]

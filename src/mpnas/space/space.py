@@ -178,7 +178,9 @@ class SearchSpace:
             for l, (layer, lc) in enumerate(zip(block.layers, bc.layers)):
                 if lc is None:
                     continue
-                exp_ch = make_divisible(in_ch * lc.expansion)
+                # An expansion of 1 has no expand conv (MobileNetV3), whatever the input width: a slimmed input
+                # (`mpnas.space.widths`) need not be a multiple of 8, and rounding it would add a conv.
+                exp_ch = in_ch if lc.expansion == 1 else make_divisible(in_ch * lc.expansion)
                 out_res = _conv_out(res, layer.stride)
                 layers.append(
                     LayerGeometry(

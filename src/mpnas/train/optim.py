@@ -63,13 +63,17 @@ def joint_step(
     grad_clip: float | None,
     ranks: World | None = None,
     statistics: Iterable[torch.Tensor] = (),
+    extra: torch.Tensor | None = None,
 ) -> None:
-    """One optimiser step on the domains' losses combined by `combiner` (search and training alike).
+    """One optimiser step on the domains' losses combined by `combiner` (search and training alike), plus `extra`
+    (slimmable training's slimmed passes, already weighted).
 
     Under torchrun, `losses` hold the ranks' average (`World.global_losses`) and the gradients are averaged
     before clipping (with batch norm's running `statistics`), so every rank takes the same step."""
     params = list(params)
     joint = combiner(losses, progress)
+    if extra is not None:
+        joint = joint + extra
     optimizer.zero_grad(set_to_none=True)
     joint.backward()
     if ranks is not None:

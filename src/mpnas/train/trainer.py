@@ -29,6 +29,7 @@ from mpnas.nn.merged import MultiPathModel
 from mpnas.space.arch import Architecture
 from mpnas.train.checkpoint import Checkpointer
 from mpnas.train.losses import LossCombiner
+from mpnas.train.slimmable import sandwich, slim_losses
 from mpnas.train.optim import (autocast, check_finite, compute_dtype, joint_step, make_optimizer, make_scheduler,
                                progress_bar, resolve_device, steps_for, synced_clock)
 
@@ -52,6 +53,7 @@ class TrainState:
     ranks: World = World()
     dtype: torch.dtype | None = None  # autocast dtype of the forward passes
     channels_last: bool = False
+    seed: int = 0  # draws slimmable training's width configurations (with the step)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -278,6 +280,7 @@ def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: in
         ranks=ranks,
         dtype=compute_dtype(cfg.precision, device),
         channels_last=channels_last,
+        seed=cfg.seed,
     )
 
 
@@ -319,27 +322,44 @@ def _train_steps(state: TrainState, domains: DomainSet, arch: Architecture, weig
     for step in range(state.step, min(steps, until or steps)):
         frac = step / steps
         batch = state.loader.next()
-        losses = []
+        losses, teacher = [], {}
+        if state.channels_last:
+            batch = {d: (x.contiguous(memory_format=torch.channels_last), y) for d, (x, y) in batch.items()}
         for d, (x, y) in batch.items():
-            if state.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
             with autocast(x.device, state.dtype):
                 logits = model(x, d)
+            teacher[d] = logits
             losses.append(F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing))
         loss_vec = state.ranks.global_losses(torch.stack(losses))
+        extra = slim_vec = None
+        if tc.slimmable:
+            configs = sandwich(model, tc.slim_multipliers, state.seed, step, tc.slim_random)
+
+            def slim_forward(x: torch.Tensor, d: str, geo: Any) -> torch.Tensor:
+                with autocast(x.device, state.dtype):
+                    return model(x, d, geo)
+
+            slim_vec = state.ranks.global_losses(slim_losses(model, batch, teacher, configs, tc.slim_distill,
+                                                             tc.label_smoothing, slim_forward))
+            w = combiner.weights(loss_vec, frac)
+            extra = (w / w.mean() * slim_vec).sum()
         logging = step % tc.log_every == 0 or step == steps - 1
         evaluating = (step + 1) % tc.eval_every == 0 or step == steps - 1
         if check_every_step or logging or evaluating or checkpointer.due(step + 1):
             check_finite(loss_vec, list(batch), step, "train")
+            if slim_vec is not None:
+                check_finite(slim_vec, [f"{d} (at slimmed widths)" for d in batch], step, "train")
         joint_step(combiner, loss_vec, frac, optimizer, state.scheduler, model.parameters(), tc.optim.grad_clip,
-                   state.ranks, statistics)
+                   state.ranks, statistics, extra)
         state.step = step + 1
 
         if logging:
             weights = combiner.weights(loss_vec, frac).tolist()
             lr = state.scheduler.get_last_lr()[0]
-            for (d, loss), w in zip(zip(batch, loss_vec.tolist()), weights):
-                log({"stage": "train", "step": step, "domain": d, "loss": loss, "weight": w, "lr": lr})
+            slim = slim_vec.tolist() if slim_vec is not None else [None] * len(batch)
+            for (d, loss), w, sl in zip(zip(batch, loss_vec.tolist()), weights, slim):
+                log({"stage": "train", "step": step, "domain": d, "loss": loss, "weight": w, "lr": lr,
+                     **({} if sl is None else {"slim_loss": sl})})
             bar.set_postfix(loss=f"{loss_vec.mean().item():.3f}")
         if evaluating:
             val = evaluate(model, domains, "val", tc.eval_batch_size, dtype=state.dtype)
