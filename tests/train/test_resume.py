@@ -131,6 +131,28 @@ def test_gradient_single_shot_run_resumes_bit_identically(tiny_cfg, tmp_path):
         _assert_same(_comparable(out), reference)
 
 
+def test_slimmable_training_resumes_bit_identically(tiny_cfg, tmp_path):
+    """The sandwich draws come from (seed, step), so a slimmable run killed mid-training and resumed equals an
+    uninterrupted one: weights, metrics, results and the measured table after training."""
+    cfg = apply_overrides(tiny_cfg, ["search.steps=6", "train.steps=30", "train.eval_every=10", "train.slimmable=true",
+                                     "train.slim_profile=2", "train.recalibrate_batches=2", "checkpoint_every=3"])
+    path = tmp_path / "cfg.yaml"
+    path.write_text(dump_yaml(cfg))
+    subprocess.run(_mpnas("run", "--config", str(path), "--budget", "quick", "--out", str(tmp_path / "ref"), "--quiet"),
+                   env=_env(), check=True, capture_output=True)
+
+    def table(run: Path) -> dict:
+        t = json.loads((run / "slim_table.json").read_text())
+        return {k: v for k, v in t.items() if k not in ("seconds", "latency_ms")}  # timings
+
+    out = tmp_path / "killed"
+    _run_until(path, out, _mid_train)
+    assert not (out / "results.json").is_file()
+    subprocess.run(_mpnas("run", "--out", str(out), "--resume", "--quiet"), env=_env(), check=True, capture_output=True)
+    _assert_same(_comparable(out), _comparable(tmp_path / "ref"))
+    assert table(out) == table(tmp_path / "ref")
+
+
 def test_sigterm_writes_a_checkpoint_and_exits_then_resumes(resume_cfg, reference, tmp_path):
     out = tmp_path / "run"
     proc = _run_until(resume_cfg, out, _mid_train, signal.SIGTERM)
