@@ -1,8 +1,8 @@
 """`report.md` and `figures/` for a run directory: what was found, how it scores, and how the search and
 training went, readable without opening any JSON.
 
-The report reads only files: architecture.json (search), results.json (evaluate), metrics.jsonl (every stage)
-and config.yaml. A run without search or training rows (a baseline) gets the figures it can have and a note
+The report reads only files: architecture.json (search), results.json (evaluate), metrics.jsonl (every stage),
+config.yaml and, for a slimmable run, slim_table.json (`mpnas.analysis.slimmable`). A run without search or training rows (a baseline) gets the figures it can have and a note
 in place of the others.
 """
 
@@ -22,8 +22,8 @@ from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_text, read_json, read_jsonl
 from mpnas.space.arch import Architecture
 
-ARCH, RESULTS, METRICS, CONFIG, REPORT, FIGURES = (
-    "architecture.json", "results.json", "metrics.jsonl", "config.yaml", "report.md", "figures")
+ARCH, RESULTS, METRICS, CONFIG, REPORT, FIGURES, SLIM_TABLE = (
+    "architecture.json", "results.json", "metrics.jsonl", "config.yaml", "report.md", "figures", "slim_table.json")
 _PRODUCERS = {ARCH: "mpnas search", RESULTS: "mpnas evaluate"}
 
 
@@ -47,8 +47,21 @@ def write_report(run_dir: str | Path) -> Path:
     rows = [r for r in read_jsonl(run_dir / METRICS) if isinstance(r, dict)]
     config = (run_dir / CONFIG).read_text(encoding="utf-8") if (run_dir / CONFIG).is_file() else None
 
-    figures = _draw_figures(run_dir / FIGURES, _figure_plan(arch, results, rows))
-    text = "\n".join(_render(run_dir, arch, results, rows, config, figures)) + "\n"
+    plan = _figure_plan(arch, results, rows)
+    slim_table = read_json(run_dir / SLIM_TABLE, "slim table") if (run_dir / SLIM_TABLE).is_file() else None
+    if slim_table is not None:
+        from mpnas.analysis.slimmable import SLIM_FIGURE, plot_slimmable
+
+        plan.append(_Figure(SLIM_FIGURE, "Slimmable widths: mean validation top-1 against MACs", None,
+                            lambda out: plot_slimmable(slim_table, out)))
+    figures = _draw_figures(run_dir / FIGURES, plan)
+    lines = _render(run_dir, arch, results, rows, config, figures)
+    if slim_table is not None:
+        from mpnas.analysis.slimmable import SLIM_FIGURE, slimmable_lines
+
+        at = lines.index("## Configuration")
+        lines[at:at] = slimmable_lines(slim_table, _embed(figures, SLIM_FIGURE))
+    text = "\n".join(lines) + "\n"
     atomic_write_text(run_dir / REPORT, text)
     return run_dir / REPORT
 
