@@ -164,6 +164,9 @@ def test_evaluate_and_export_a_configuration_of_a_tiny_slimmable_run(tiny_cfg, t
     run_all(cfg, run, progress=False)
     table = json.loads((run / "slim_table.json").read_text())
     assert len(table["rows"]) == 1 + 2 * 2 + 2 and len(table["curve"]) == 5
+    report = (run / "report.md").read_text()  # the report shows the curve, the preferences and batch norm's figures
+    assert all(h in report for h in ("## Slimmable widths", "### Controllability", "### Preferences", "### Batch norm"))
+    assert (run / "figures" / "slimmable.png").stat().st_size > 1000
     arch = Architecture.load(run / "architecture.json")
     limit = widths_cost(arch, Widths.uniform(arch, 0.75))[0].macs
     config = tmp_path / "c.json"
