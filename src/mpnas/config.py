@@ -151,6 +151,9 @@ class TrainConfig:
     slim_random: int = 1
     slim_distill: float = 0.5
     slim_profile: int = 24
+    # Fraction of the steps that train the full widths alone before the sandwich starts (Once-for-All trains its
+    # largest network first): the slimmed passes then learn from a teacher that already knows something.
+    slim_start: float = 0.0
 
 
 @dataclass
@@ -429,6 +432,7 @@ def validate(cfg: RunConfig) -> None:
          "train.slim_multipliers", f"must be distinct values in (0, 1] that include 1.0, got {mults}")
     need(cfg.train.slim_random >= 0, "train.slim_random", f"must be >= 0, got {cfg.train.slim_random}")
     need(0 <= cfg.train.slim_distill <= 1, "train.slim_distill", f"must be in [0, 1], got {cfg.train.slim_distill}")
+    need(0 <= cfg.train.slim_start < 1, "train.slim_start", f"must be in [0, 1), got {cfg.train.slim_start}")
     need(cfg.train.slim_profile >= 0, "train.slim_profile", f"must be >= 0, got {cfg.train.slim_profile}")
     need(not (cfg.train.slimmable and cfg.train.from_supernet), "train.slimmable",
          "cannot be combined with train.from_supernet (a single-shot model is only fine-tuned)")

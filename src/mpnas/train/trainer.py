@@ -332,7 +332,7 @@ def _train_steps(state: TrainState, domains: DomainSet, arch: Architecture, weig
             losses.append(F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing))
         loss_vec = state.ranks.global_losses(torch.stack(losses))
         extra = slim_vec = None
-        if tc.slimmable:
+        if tc.slimmable and frac >= tc.slim_start:
             configs = sandwich(model, tc.slim_multipliers, state.seed, step, tc.slim_random)
 
             def slim_forward(x: torch.Tensor, d: str, geo: Any) -> torch.Tensor:
