@@ -6,7 +6,8 @@ a `mpnas bench`):
   2. `configure` it at 100%, 85%, 70% and 50% of its full MACs and at its smallest widths (equal preferences),
      and measure each configuration on the test split (`evaluate --config`);
   3. train the same widths from scratch, not slimmable (at 100% that is the plain, non-slimmable model);
-  4. at 70% of the MACs, configure once per domain with that domain's weight raised to 4 and measure it.
+  4. at 70% (and, added after the first collection showed little at 70%, at 50%) of the MACs, configure once per
+     domain with that domain's weight raised to 4 and measure it.
 Every step is skipped when its output exists, so the bench can be split over processes (`--seeds`) and resumed.
 
     python benchmarks/slimmable_bench.py --archs runs/final/mpnas --seeds 0,1,2 --out runs/b17 --threads 1
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 FRACS = ("1.0", "0.85", "0.7", "0.5", "min")
-PREFER_FRAC, PREFER_WEIGHT = 0.7, 4.0
+PREFER_FRACS, PREFER_WEIGHT = (0.7, 0.5), 4.0
 
 
 SETTINGS: dict[str, Any] = {"budget": "default", "sets": []}  # from the command line, for every run
@@ -73,7 +74,9 @@ def run_seed(seed: int, archs: Path, out: Path, threads: int | None) -> None:
     full = widths_cost(arch, Widths.uniform(arch, 1.0))[0].macs
     smallest = widths_cost(arch, Widths.uniform(arch, options[0]))[0].macs
     jobs = [(f"f{f}", full * float(f) if f != "min" else smallest, {}) for f in FRACS]
-    jobs += [(f"prefer-{d}", PREFER_FRAC * full, {d: PREFER_WEIGHT}) for d in arch.domains]
+    for frac in PREFER_FRACS:
+        suffix = "" if frac == PREFER_FRACS[0] else f"@{frac}"
+        jobs += [(f"prefer-{d}{suffix}", frac * full, {d: PREFER_WEIGHT}) for d in arch.domains]
     configs = slim_dir / "configs"
     configs.mkdir(exist_ok=True)
     for name, limit, prefer in jobs:
@@ -118,23 +121,26 @@ def collect(out: Path, dest: Path) -> dict[str, Any]:
             "slimmable_minus_scratch": paired_difference(slim, scratch).to_dict(),
         }
     for s in seeds:
-        base = out / "slim" / f"seed{s}" / "configs" / "f0.7.json"
-        if not base.is_file():
-            continue
-        equal = read_json(base)
-        for p in sorted((out / "slim" / f"seed{s}" / "configs").glob("prefer-*.json")):
-            d = p.stem[len("prefer-"):]
-            cj = read_json(p)
-            if "mean_top1_measured_test" not in cj:
+        for frac in PREFER_FRACS:
+            suffix = "" if frac == PREFER_FRACS[0] else f"@{frac}"
+            base = out / "slim" / f"seed{s}" / "configs" / f"f{frac}.json"
+            if not base.is_file():
                 continue
-            entry = rows["preferences"].setdefault(d, {"preferred": {}, "equal": {}, "mean_preferred": {}, "mean_equal": {},
-                                                       "macs_preferred": {}, "macs_equal": {}})
-            entry["preferred"][s] = cj["domains"][d]["top1_measured_test"]
-            entry["equal"][s] = equal["domains"][d]["top1_measured_test"]
-            entry["mean_preferred"][s] = cj["mean_top1_measured_test"]
-            entry["mean_equal"][s] = equal["mean_top1_measured_test"]
-            entry["macs_preferred"][s] = cj["domains"][d]["macs"]
-            entry["macs_equal"][s] = equal["domains"][d]["macs"]
+            equal = read_json(base)
+            for d in equal["domains"]:
+                p = out / "slim" / f"seed{s}" / "configs" / f"prefer-{d}{suffix}.json"
+                cj = read_json(p) if p.is_file() else {}
+                if "mean_top1_measured_test" not in cj:
+                    continue
+                entry = rows["preferences"].setdefault(f"{frac}", {}).setdefault(d, {
+                    "preferred": {}, "equal": {}, "mean_preferred": {}, "mean_equal": {}, "macs_preferred": {},
+                    "macs_equal": {}})
+                entry["preferred"][s] = cj["domains"][d]["top1_measured_test"]
+                entry["equal"][s] = equal["domains"][d]["top1_measured_test"]
+                entry["mean_preferred"][s] = cj["mean_top1_measured_test"]
+                entry["mean_equal"][s] = equal["mean_top1_measured_test"]
+                entry["macs_preferred"][s] = cj["domains"][d]["macs"]
+                entry["macs_equal"][s] = equal["domains"][d]["macs"]
         table = read_json(out / "slim" / f"seed{s}" / "slim_table.json")
         stages = read_json(out / "slim" / f"seed{s}" / "stages.json")
         plain = out / "scratch" / f"seed{s}" / "f1.0" / "stages.json"
@@ -145,7 +151,7 @@ def collect(out: Path, dest: Path) -> dict[str, Any]:
             "train_s": stages["train"]["wall_time_s"],
             "plain_train_s": read_json(plain)["train"]["wall_time_s"] if plain.is_file() else None,
         }
-    for e in rows["preferences"].values():
+    for e in (e for by in rows["preferences"].values() for e in by.values()):
         e["preferred_minus_equal"] = paired_difference(e["preferred"], e["equal"]).to_dict()
         e["mean_cost"] = paired_difference(e["mean_preferred"], e["mean_equal"]).to_dict()
     dest.mkdir(parents=True, exist_ok=True)
@@ -186,17 +192,18 @@ def _markdown(rows: dict[str, Any], figure: str | None) -> str:
                      f"{_mean(b['scratch']):.2f} | {_interval(b['slimmable_minus_scratch'])} |")
     if figure:
         lines += ["", f"![mean top-1 against MACs]({figure})"]
-    lines += [
-        "",
-        f"## Preferences: at {PREFER_FRAC:.0%} of the full MACs, one domain's weight raised to {PREFER_WEIGHT:g}",
-        "",
-        "| domain | its top-1, equal | its top-1, preferred | gain | its MACs, equal → preferred (M) | mean top-1 change |",
-        "| --- | ---: | ---: | --- | --- | --- |",
-    ]
-    for d, e in rows["preferences"].items():
-        lines.append(f"| {d} | {_mean(e['equal']):.2f} | {_mean(e['preferred']):.2f} | {_interval(e['preferred_minus_equal'])} | "
-                     f"{_mean(e['macs_equal']) / 1e6:.2f} → {_mean(e['macs_preferred']) / 1e6:.2f} | "
-                     f"{_interval(e['mean_cost'])} |")
+    for frac, by in rows["preferences"].items():
+        lines += [
+            "",
+            f"## Preferences: at {float(frac):.0%} of the full MACs, one domain's weight raised to {PREFER_WEIGHT:g}",
+            "",
+            "| domain | its top-1, equal | its top-1, preferred | gain | its MACs, equal → preferred (M) | mean top-1 change |",
+            "| --- | ---: | ---: | --- | --- | --- |",
+        ]
+        for d, e in by.items():
+            lines.append(f"| {d} | {_mean(e['equal']):.2f} | {_mean(e['preferred']):.2f} | "
+                         f"{_interval(e['preferred_minus_equal'])} | {_mean(e['macs_equal']) / 1e6:.2f} → "
+                         f"{_mean(e['macs_preferred']) / 1e6:.2f} | {_interval(e['mean_cost'])} |")
     lines += ["", "## Batch norm: statistics sliced from the full widths, or recalibrated (validation top-1)", "",
               "| seed | uniform multiplier | sliced | recalibrated |", "| --- | ---: | ---: | ---: |"]
     for s, p in rows["profile"].items():
@@ -227,9 +234,10 @@ def _figure(rows: dict[str, Any], folder: Path) -> str | None:
     for key, label, marker in (("slimmable", "one slimmable model, configured", "o"), ("scratch", "same widths, from scratch", "s")):
         xs = [_mean(b["macs"]) / 1e6 for b in rows["budgets"].values()]
         ys = [_mean(b[key]) for b in rows["budgets"].values()]
-        ax.plot(xs, ys, marker=marker, label=label)
+        (line,) = ax.plot(xs, ys, marker=marker, label=f"{label} (mean; faint: each seed)")
         for b in rows["budgets"].values():
-            ax.scatter([b["macs"][s] / 1e6 for s in b[key]], list(b[key].values()), marker=marker, alpha=0.3, s=12)
+            ax.scatter([b["macs"][s] / 1e6 for s in b[key]], list(b[key].values()), marker=marker, alpha=0.3, s=14,
+                       color=line.get_color())
     ax.set_xlabel("MACs, one image per domain (M)")
     ax.set_ylabel("mean test top-1 (%)")
     ax.grid(alpha=0.3)
