@@ -2,8 +2,8 @@
 training went, readable without opening any JSON.
 
 The report reads only files: architecture.json (search), results.json (evaluate), metrics.jsonl (every stage),
-config.yaml and, for a slimmable run, slim_table.json (`mpnas.analysis.slimmable`). A run without search or training rows (a baseline) gets the figures it can have and a note
-in place of the others.
+config.yaml and, for a slimmable run, slim_table.json (`mpnas.analysis.slimmable`). A run without search or
+training rows (a baseline) gets the figures it can have and a note in place of the others.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ holds validation top-1 per domain for a few dozen width configurations. Each dom
 own path's widths, so every row is one sample per domain. The search predicts a domain's top-1 with a linear
 model of its multipliers fitted on the rows, with non-negative slopes (a wider unit is never predicted to
 hurt); the reported prediction is the measured figure where the table holds that domain's multipliers.
-Costs are exact, from geometry (`mpnas.space.widths.widths_cost`); latency is a per-domain
-line through the measured batch-1 latencies of the uniform widths, since slimmed widths are not in a per-op table.
+Costs are exact, from geometry (`mpnas.space.widths.widths_cost`); latency is a per-domain line through the
+measured batch-1 latencies of the uniform widths, since slimmed widths are not in a per-op table.
 
 The search is greedy, as seed 003's is simple and fast: from the full widths, repeatedly take the narrowing
 step (one unit of one domain, or one unit of every domain at once, which is what lowers the stored parameters
