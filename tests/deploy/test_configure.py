@@ -116,6 +116,11 @@ def test_bad_preferences_and_tables_are_refused_by_name(arch):
     bad["units"] = ["stem"]
     with pytest.raises(MpnasError, match="toy: units"):
         Table.from_dict(bad, arch, "toy")
+    for key, value, message in (("multipliers", None, "needs 'multipliers'"), ("rows", [], "0 measured row"),
+                                ("latency_ms", {"a": [[1, "x"]]}, "latency_ms of domain 'a'")):
+        bad = {**toy_table(arch), key: value}
+        with pytest.raises(MpnasError, match=message):
+            Table.from_dict(bad, arch, "toy")
 
 
 @pytest.fixture()

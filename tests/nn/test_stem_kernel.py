@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from counting import macs_by_flop_counter, n_params
 
 from mpnas.nn.blocks import PathNet
 from mpnas.nn.dynamic import DynamicConvBN, DynamicStem, OpMix
@@ -19,16 +19,6 @@ from mpnas.space.presets import get_space
 from mpnas.space.space import STEM_LAYER
 
 torch.set_num_threads(1)
-
-
-def n_params(m: torch.nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
-def macs_by_flop_counter(fn) -> int:
-    with FlopCounterMode(display=False) as fc:
-        fn()
-    return fc.get_total_flops() // 2
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import random
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from counting import macs_by_flop_counter, n_params
 
 from mpnas.errors import MpnasError
 from mpnas.nn.merged import MultiPathModel
@@ -16,16 +16,6 @@ from mpnas.space.widths import Widths, read_config_widths, slim_architecture, sl
 
 torch.set_num_threads(1)
 OPTIONS = (0.5, 0.75, 1.0)
-
-
-def n_params(m: torch.nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
-def flop_macs(fn) -> int:
-    with FlopCounterMode(display=False) as fc:
-        fn()
-    return fc.get_total_flops() // 2
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +48,15 @@ def test_configuration_cost_equals_the_built_module_and_the_flop_counter(arch, b
         def every_domain(model):
             return lambda: [model(torch.randn(1, 3, 32, 32), d) for d in arch.domains]
 
-        assert total.macs == flop_macs(every_domain(built))
+        assert total.macs == macs_by_flop_counter(every_domain(built))
         # the trained full-width model run at the same widths costs the same multiply-adds
         big = MultiPathModel(arch, bn_per_domain=bn_per_domain).eval()
         big.set_widths(widths)
-        assert total.macs == flop_macs(every_domain(big))
+        assert total.macs == macs_by_flop_counter(every_domain(big))
         for d in arch.domains:
             net = big.extract(d)
             assert n_params(net) == per_domain[d].params == domain_costs(slim)[d].params
-            assert flop_macs(lambda: net(torch.randn(1, 3, 32, 32))) == per_domain[d].macs
+            assert macs_by_flop_counter(lambda: net(torch.randn(1, 3, 32, 32))) == per_domain[d].macs
         assert total.macs < architecture_cost(arch, bn_per_domain).macs
 
 

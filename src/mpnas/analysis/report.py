@@ -18,6 +18,7 @@ from typing import Any
 from mpnas.analysis.figures import NothingToDraw
 from mpnas.analysis.metrics import decathlon_points
 from mpnas.analysis.nodes import NodeUse, format_path, node_table
+from mpnas.analysis.slimmable import SLIM_FIGURE, plot_slimmable, slimmable_lines
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_text, read_json, read_jsonl
 from mpnas.space.arch import Architecture
@@ -50,15 +51,11 @@ def write_report(run_dir: str | Path) -> Path:
     plan = _figure_plan(arch, results, rows)
     slim_table = read_json(run_dir / SLIM_TABLE, "slim table") if (run_dir / SLIM_TABLE).is_file() else None
     if slim_table is not None:
-        from mpnas.analysis.slimmable import SLIM_FIGURE, plot_slimmable
-
         plan.append(_Figure(SLIM_FIGURE, "Slimmable widths: mean validation top-1 against MACs", None,
                             lambda out: plot_slimmable(slim_table, out)))
     figures = _draw_figures(run_dir / FIGURES, plan)
     lines = _render(run_dir, arch, results, rows, config, figures)
     if slim_table is not None:
-        from mpnas.analysis.slimmable import SLIM_FIGURE, slimmable_lines
-
         at = lines.index("## Configuration")
         lines[at:at] = slimmable_lines(slim_table, _embed(figures, SLIM_FIGURE))
     text = "\n".join(lines) + "\n"

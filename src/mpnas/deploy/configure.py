@@ -27,6 +27,7 @@ import numpy as np
 from mpnas.errors import MpnasError
 from mpnas.io import read_json
 from mpnas.space.arch import Architecture
+from mpnas.space.cost import geometry_cost
 from mpnas.space.widths import STEM, Widths, slim_path, width_units, widths_cost
 
 CONFIG_FORMAT = "mpnas.width_config/1"
@@ -53,15 +54,21 @@ class Table:
         units = width_units(arch.space)
         if data.get("units") != units:
             raise MpnasError(f"{where}: units {data.get('units')} are not this architecture's {units}")
-        options = [float(m) for m in data["multipliers"]]
-        rows = [r for r in data["rows"] if r.get("recalibrated", True)]
+        try:
+            options = [float(m) for m in data["multipliers"]]
+            rows = [r for r in data["rows"] if r.get("recalibrated", True)]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise MpnasError(f"{where}: needs 'multipliers' (numbers) and 'rows' (objects)") from None
+        if len(rows) < 2:
+            raise MpnasError(f"{where}: {len(rows)} measured row(s); the predictor needs at least 2")
         coef, loo = {}, {}
         for d in arch.domains:
             try:
-                X = np.array([[1.0] + [r["widths"][d][u] for u in units] for r in rows])
-                y = np.array([r["val_top1"][d] for r in rows])
-            except (KeyError, TypeError):
-                raise MpnasError(f"{where}: a row lacks domain {d!r} (was the table written for another run?)") from None
+                X = np.array([[1.0] + [float(r["widths"][d][u]) for u in units] for r in rows])
+                y = np.array([float(r["val_top1"][d]) for r in rows])
+            except (KeyError, TypeError, ValueError):
+                raise MpnasError(f"{where}: a row lacks domain {d!r} or a number for it (was the table written for "
+                                 "another run?)") from None
             coef[d] = _fit(X, y)
             errors = [y[i] - X[i] @ _fit(np.delete(X, i, 0), np.delete(y, i)) for i in range(len(y))] if len(y) > 2 else []
             loo[d] = float(np.sqrt(np.mean(np.square(errors)))) if errors else float("nan")
@@ -72,7 +79,10 @@ class Table:
         measured = {k: sum(v) / len(v) for k, v in seen.items()}
         latency = {}
         for d, points in (data.get("latency_ms") or {}).items():
-            macs, ms = np.array(points, dtype=float).T
+            try:
+                macs, ms = np.array(points, dtype=float).reshape(-1, 2).T
+            except (TypeError, ValueError):
+                raise MpnasError(f"{where}: latency_ms of domain {d!r} must be [MACs, ms] pairs") from None
             slope, intercept = np.polyfit(macs, ms, 1) if len(set(macs)) > 1 else (0.0, float(ms.mean()))
             latency[d] = (float(intercept), float(max(slope, 0.0)))
         return Table(units, options, coef, loo, latency, rows, measured)
@@ -163,8 +173,6 @@ def configure(arch: Architecture, table: Table, kind: str, limit: float, prefer:
     def domain_cost(d: str, mults: tuple[float, ...]) -> tuple[int, int]:
         key = (d, mults)
         if key not in domain_cache:
-            from mpnas.space.cost import geometry_cost
-
             c = geometry_cost(space.geometry(slim_path(space, arch.paths[d], dict(zip(units, mults)))), arch.num_classes[d])
             domain_cache[key] = (c.params, c.macs)
         return domain_cache[key]

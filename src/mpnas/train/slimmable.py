@@ -100,18 +100,17 @@ def measure_widths(model: MultiPathModel, widths: Widths | None, domains: Domain
                    recalibrate: bool = True, ranks: World | None = None) -> dict[str, float]:
     """Per-domain top-1 of `model` at `widths` on `split`, its batch norm recalibrated for them (unless the widths are
     full or `recalibrate` is off); the model's weights, statistics and active widths are restored afterwards."""
-    from mpnas.train.trainer import evaluate, recalibrate_batch_norm
+    from mpnas.train.trainer import evaluate
 
     ranks = ranks or world()
     stats = bn_statistics(model)
     saved = [t.clone() for t in stats]
     previous = model.active
     try:
-        model.set_widths(widths)
-        if recalibrate and widths is not None and not widths.is_full():
-            loader = MultiDomainLoader(domains, cfg.train.batch_size, split="train", seed=cfg.seed + 3,
-                                       device=next(model.parameters()).device, world=ranks)
-            recalibrate_batch_norm(model, loader, cfg.train.recalibrate_batches, ranks)
+        if recalibrate and widths is not None:
+            apply_widths(model, widths, domains, cfg, ranks)
+        else:
+            model.set_widths(widths)
         return evaluate(model, domains, split, cfg.train.eval_batch_size)
     finally:
         model.active = previous
@@ -119,13 +118,14 @@ def measure_widths(model: MultiPathModel, widths: Widths | None, domains: Domain
             t.copy_(s)
 
 
-def apply_widths(model: MultiPathModel, widths: Widths, domains: DomainSet, cfg: RunConfig) -> None:
-    """Set `widths` and recalibrate batch norm for them, for good (evaluation or export of a configuration)."""
+def apply_widths(model: MultiPathModel, widths: Widths, domains: DomainSet, cfg: RunConfig,
+                 ranks: World | None = None) -> None:
+    """Set `widths` and recalibrate batch norm for them (full widths keep their exact statistics)."""
     from mpnas.train.trainer import recalibrate_batch_norm
 
     model.set_widths(widths)
     if not widths.is_full():
-        ranks = world()
+        ranks = ranks or world()
         loader = MultiDomainLoader(domains, cfg.train.batch_size, split="train", seed=cfg.seed + 3,
                                    device=next(model.parameters()).device, world=ranks)
         recalibrate_batch_norm(model, loader, cfg.train.recalibrate_batches, ranks)
