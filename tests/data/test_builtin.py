@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
 
 import pytest
 import torch
 
-from mpnas.data import load_domains
+from mpnas.data import builtin, load_domains
 from mpnas.data.augment import normalize
 from mpnas.errors import MpnasError
 
 EXPECTED = {  # name: (classes, train, val, test) at seed 0
     "digits": (10, 1259, 269, 269),
     "mnist": (10, 3500, 750, 750),
-    "glyphs": (47, 3290, 705, 705),
-    "textures": (16, 1120, 240, 240),
+    "glyphs": (47, 3290, 3995, 3995),
+    "textures": (16, 1120, 3840, 3840),
     "faces": (2, 140, 30, 30),
-    "signs": (17, 1051, 222, 222),
+    "signs": (17, 1051, 3959, 3959),
 }
+HELD_OUT_LARGE = ("glyphs", "textures", "signs")  # rendered or cut here, so their val and test can be large
 NO_FLIP = {"digits", "mnist", "glyphs", "signs"}
 
 
@@ -65,6 +68,39 @@ def test_texture_held_out_crops_are_not_copies_of_train(builtin_set):
         held = d.splits[split].images.flatten(1).float()
         nearest = torch.cdist(held, train).min(dim=1).values
         assert nearest.min() > 0
+
+
+def test_held_out_splits_measure_a_point(builtin_set):
+    """Binomial standard error of top-1, sqrt(p(1-p)/n), at most 0.7 points at any accuracy of 75% or more."""
+    for name in HELD_OUT_LARGE:
+        for split in ("val", "test"):
+            n = len(builtin_set[name].splits[split])
+            assert 100 * math.sqrt(0.75 * 0.25 / n) <= 0.7, (name, split, n)
+
+
+@pytest.mark.parametrize("name, knob", [("glyphs", "EXTRA_GLYPHS_PER_CLASS"), ("signs", "EXTRA_SIGNS_FACTOR"),
+                                        ("textures", "EXTRA_CROPS_PER_PHOTO")])
+def test_training_split_does_not_depend_on_the_held_out_extras(builtin_set, monkeypatch, name, knob):
+    """The extra held-out images come from their own random stream: with far fewer of them, training is the same
+    image for image, and the held-out splits start with the same pool images."""
+    monkeypatch.setattr(builtin, knob, 0.1 if knob == "EXTRA_SIGNS_FACTOR" else 1)
+    small = builtin.DOMAINS[name].build(0, 16)
+    full = builtin_set[name]
+    assert torch.equal(torch.from_numpy(small.images["train"]), full.splits["train"].images)
+    assert torch.equal(torch.from_numpy(small.labels["train"]), full.splits["train"].labels)
+    pool = {"glyphs": 705, "textures": 240, "signs": 222}[name]  # version 4's held-out splits, from the pool
+    for split in ("val", "test"):
+        assert pool < len(small.images[split]) < len(full.splits[split])
+        assert torch.equal(torch.from_numpy(small.images[split][:pool]), full.splits[split].images[:pool])
+
+
+@pytest.mark.parametrize("name", HELD_OUT_LARGE)
+def test_held_out_images_are_not_training_images(builtin_set, name):
+    d = builtin_set[name]
+    train = {hashlib.sha1(x.numpy().tobytes()).hexdigest() for x in d.splits["train"].images}
+    for split in ("val", "test"):
+        held = {hashlib.sha1(x.numpy().tobytes()).hexdigest() for x in d.splits[split].images}
+        assert not train & held, (name, split)
 
 
 def test_second_load_is_a_fast_cache_hit(builtin_set, builtin_cache):

