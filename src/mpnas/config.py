@@ -28,6 +28,7 @@ QUALITIES = ("top1", "prob")
 SPACE_PRESETS = ("default", "paper", "mobilenet_v3_large", "mobilenet_v3_small")
 PRECISIONS = ("auto", "fp32", "bf16")
 STRATEGIES = ("rl", "gradient")
+INITS = ("pytorch", "torchvision")
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
@@ -46,6 +47,19 @@ class SpaceConfig:
     preset: str = "default"  # default | paper | mobilenet_v3_large | mobilenet_v3_small
     width_mult: float = 1.0
     layers_per_block: int | None = None  # None: the preset's own
+
+
+@dataclass
+class ModelConfig:
+    """How the networks of every stage are built (the search's supernet and every method's merged model alike)."""
+
+    # "pytorch": PyTorch's default init of linear layers and squeeze-and-excite convs (the convs of the blocks are
+    # Kaiming-normal, fan out); "torchvision": MobileNetV3's (torchvision), linear layers N(0, 0.01) with zero bias.
+    init: str = "pytorch"
+    # The last batch norm of every residual branch starts at zero (Goyal et al.), so each residual block starts
+    # as the identity and the network as a shallow one.
+    zero_init_residual: bool = False
+    bn_momentum: float = 0.1
 
 
 @dataclass
@@ -166,6 +180,7 @@ class BaselineConfig:
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -418,6 +433,8 @@ def validate(cfg: RunConfig) -> None:
     need(0 <= cfg.search.baseline_momentum < 1, "search.baseline_momentum", "must be in [0, 1)")
     need(cfg.search.controller_lr > 0, "search.controller_lr", "must be positive")
     choice(cfg.precision, PRECISIONS, "precision")
+    choice(cfg.model.init, INITS, "model.init")
+    need(0 < cfg.model.bn_momentum <= 1, "model.bn_momentum", f"must be in (0, 1], got {cfg.model.bn_momentum}")
     choice(cfg.search.strategy, STRATEGIES, "search.strategy")
     need(cfg.search.tau_start > 0 and cfg.search.tau_end > 0, "search.tau_start/tau_end", "must be positive")
     need(cfg.search.arch_lr > 0, "search.arch_lr", f"must be positive, got {cfg.search.arch_lr}")

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from mpnas.nn.blocks import PathNet
-from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicHead, DynamicStem, domain_key, make_stem
+from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBatchNorm2d, DynamicBottleneck, DynamicHead, DynamicStem, domain_key, make_stem
 from mpnas.space.arch import Architecture
 from mpnas.space.space import LayerGeometry, PathGeometry
 from mpnas.space.widths import Widths, slim_path
@@ -99,6 +99,16 @@ class MultiPathModel(nn.Module):
                     mask = torch.zeros(g.out_ch)
                     mask[torch.randperm(g.out_ch, generator=gen)[:keep]] = 1.0
                     self.register_buffer(f"route_{keys[d]}_b{g.block}", mask.view(1, -1, 1, 1))
+
+    def residual_norms(self) -> list[DynamicBatchNorm2d]:
+        """The batch norms that end a residual branch for every domain that uses them (`mpnas.nn.init`): a node's
+        project batch norm per key, when each of the key's users adds the node's output to its input."""
+        residual: dict[tuple[str, str], bool] = {}
+        for d, geo in self.geometries.items():
+            for g in geo.layers:
+                at = (_module_name(g.node), self.bn_keys[d])
+                residual[at] = residual.get(at, True) and g.residual
+        return [self.nodes[node].project_bn[key] for (node, key), ok in residual.items() if ok]
 
     @staticmethod
     def _block_ends(layers: tuple[LayerGeometry, ...]) -> list[LayerGeometry]:

@@ -17,7 +17,7 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from mpnas.nn.blocks import PathNet
-from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBottleneck, DynamicHead, Gates, OpMix, domain_key, gate, make_stem
+from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBatchNorm2d, DynamicBottleneck, DynamicHead, Gates, OpMix, domain_key, gate, make_stem
 from mpnas.space.space import STEM_LAYER, Path, PathGeometry, SearchSpace, make_divisible
 
 
@@ -55,6 +55,13 @@ class Supernet(nn.Module):
         self.layers = nn.ModuleDict(layers)
         self.head = DynamicHead(in_max, space.head_filters, space.head_hidden, space.head_act, tuple(keys), dropout, bn_momentum)
         self.classifiers = nn.ModuleDict({domain_key(d): nn.Linear(self.head.out_features, n) for d, n in num_classes.items()})
+
+    def residual_norms(self) -> list[DynamicBatchNorm2d]:
+        """The batch norms that end a residual branch on every path (`mpnas.nn.init`): the project batch norms of
+        a block's later layers, whose input and output widths are the block's one filter choice. A block's first
+        layer is residual only for some widths, so it keeps its init."""
+        return [bn for b, block in enumerate(self.space.blocks) for l, layer in enumerate(block.layers)
+                if l > 0 and layer.stride == 1 for bn in self.layers[f"b{b}_l{l}"].project_bn.values()]
 
     def forward(self, x: Tensor, path: Path, domain: str | None = None) -> Tensor:
         return self.forward_geometry(x, self.space.geometry(path), domain)

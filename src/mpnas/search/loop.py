@@ -31,6 +31,7 @@ from mpnas.distributed import World, bn_statistics, use_sync_bn, world
 from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl
 from mpnas.nn.dynamic import OpMix
+from mpnas.nn.init import initialise
 from mpnas.nn.supernet import Supernet
 from mpnas.search.controller import Controller, reinforce_loo_step, reinforce_step
 from mpnas.search.gradient import GradientSearch, batch_counts
@@ -188,7 +189,9 @@ def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: d
     sc = cfg.search
     ranks = world()
     torch.manual_seed(cfg.seed)
-    supernet = Supernet(space, {d.name: d.num_classes for d in domains}, dropout=0.0).to(device)
+    supernet = Supernet(space, {d.name: d.num_classes for d in domains}, dropout=0.0, bn_momentum=cfg.model.bn_momentum)
+    initialise(supernet, cfg.model.init, cfg.model.zero_init_residual)
+    supernet = supernet.to(device)
     if cfg.channels_last and device.type == "cuda":
         supernet = supernet.to(memory_format=torch.channels_last)
     if cfg.sync_bn and ranks.active:
