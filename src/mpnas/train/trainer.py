@@ -25,6 +25,7 @@ from mpnas.data import DomainSet, MultiDomainLoader, iterate_split
 from mpnas.distributed import World, bn_statistics, use_sync_bn, world
 from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl, atomic_write_bytes
+from mpnas.nn.init import initialise
 from mpnas.nn.merged import MultiPathModel
 from mpnas.space.arch import Architecture
 from mpnas.train.checkpoint import Checkpointer
@@ -148,9 +149,14 @@ def train_architecture(
     checkpointer: Checkpointer | None = None,
     resume: bool = False,
     supernet_from: Path | None = None,
+    probe: Callable[[int, MultiPathModel], None] | None = None,
 ) -> tuple[MultiPathModel, TrainState]:
     """Train the merged model of `arch` from scratch; the best weights by mean validation top-1 are returned and
     written to `weights_path`. `checkpointer` and `resume` work as in `run_search`.
+
+    `probe(step, model)` is called after every step (benchmarks measure learning curves with it). It must leave
+    the model and the random generators as it found them (an `evaluate` does), so that a probed run trains
+    exactly as an unprobed one.
 
     With `train.from_supernet`, the model starts instead from the supernet of the search in `supernet_from`
     (default: the run directory), its batch norm recalibrated, and is fine-tuned (`single_shot_config`); that
@@ -183,7 +189,7 @@ def train_architecture(
     bar = progress_bar(steps, "train", progress and ranks.is_main)
     bar.update(state.step)
     with checkpointer:
-        _train_steps(state, domains, arch, weights_path, steps, tc, log, bar, checkpointer)
+        _train_steps(state, domains, arch, weights_path, steps, tc, log, bar, checkpointer, probe=probe)
     bar.close()
     ranks.check_in_sync([*model.parameters(), *bn_statistics(model)], "train")
     model.load_state_dict(state.best_weights)
@@ -263,7 +269,10 @@ def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: in
     tc = cfg.train
     ranks = world()
     torch.manual_seed(cfg.seed)
-    model = MultiPathModel(arch, dropout=tc.dropout, routing_seed=routing_seed, bn_per_domain=tc.bn_per_domain).to(device)
+    model = MultiPathModel(arch, dropout=tc.dropout, bn_momentum=cfg.model.bn_momentum, routing_seed=routing_seed,
+                           bn_per_domain=tc.bn_per_domain)
+    initialise(model, cfg.model.init, cfg.model.zero_init_residual)
+    model = model.to(device)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -309,7 +318,8 @@ def time_train_steps(cfg: RunConfig, domains: DomainSet, arch: Architecture, rep
 
 
 def _train_steps(state: TrainState, domains: DomainSet, arch: Architecture, weights_path: Path, steps: int, tc: Any,
-                 log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer, until: int | None = None) -> None:
+                 log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer, until: int | None = None,
+                 probe: Callable[[int, MultiPathModel], None] | None = None) -> None:
     """Training from `state.step` to `steps` (or `until`); a checkpoint may be written after any step.
 
     On the CPU the losses are checked for NaN at every step. On CUDA that check would wait for the GPU at every
@@ -374,4 +384,6 @@ def _train_steps(state: TrainState, domains: DomainSet, arch: Architecture, weig
                     save_weights(model, weights_path, arch, {"step": step, "val_mean_top1": mean, "val_top1": val})
             bar.set_postfix(val=f"{mean:.1f}", best=f"{state.best_score:.1f}")
         bar.update(1)
+        if probe is not None:
+            probe(state.step, model)
         checkpointer.step_done(state.step, state.state_dict)
