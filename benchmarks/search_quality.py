@@ -1,0 +1,182 @@
+"""The search judged on the ground-truth set (issue 24): Kendall tau between the final supernet's scores and the
+set's stand-alone top-1, and the percentile of the path the search picked among the set's paths.
+
+    # the searches: the `default` budget's search, per method and seed (resumable; start several processes to split)
+    python benchmarks/search_quality.py search --methods mpnas,mpnas-gradient --seeds 0,1,2 --out runs/quality
+    # the picked paths trained alone with the set's recipe and seeds, then tau and percentiles
+    python benchmarks/search_quality.py judge --rankset benchmarks/rankset/rankset.json --out runs/quality \
+        --write benchmarks/rankset/quality.json
+
+Score of a set path: the mean over `--batches` (16) validation batches of the search's validation batch size of
+the path's top-1 in the final supernet, with batch statistics as the search scores paths (the reward's Q), on the
+same batches for every path. Tau is Kendall's tau-b (`scipy.stats.kendalltau`) between these scores and the mean
+over seeds of the set's stand-alone test top-1.
+
+Percentile of the picked path: the path the search wrote into architecture.json, trained alone exactly as the
+set's paths (`benchmarks/rankset.py`: same recipe, steps and seeds), placed among the set's paths by its mean
+top-1 over those seeds: 100 x (paths below + half the ties) / paths. A path drawn from the set's own distribution
+scores 50 on average. The set holds paths of one cost; a picked path of another cost is placed all the same, and
+its MACs relative to the set's target are reported beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mpnas.analysis.ranking import kendall_tau, percentile
+from mpnas.baselines.bench import claimed
+from mpnas.baselines.methods import gradient_config
+from mpnas.baselines.rankset import train_path_alone
+from mpnas.data import DomainSet, MultiDomainLoader
+from mpnas.io import read_json, write_json
+from mpnas.pipeline import build_space, load_data, read_config, stage_finished, stage_search
+from mpnas.search.loop import load_final_search
+from mpnas.space.arch import Architecture
+from mpnas.space.cost import path_cost
+from mpnas.space.space import Path as SpacePath
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rankset import set_config  # noqa: E402  (the set's recipe: picked paths train exactly as the set's)
+
+METHODS = ("mpnas", "mpnas-gradient")
+
+
+def method_config(method: str, seed: int, threads: int | None) -> Any:
+    cfg = set_config(seed, threads, [])
+    return gradient_config(cfg) if method == "mpnas-gradient" else cfg
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    for method in args.methods.split(","):
+        if method not in METHODS:
+            raise SystemExit(f"method {method!r}: choose from {', '.join(METHODS)}")
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            run = args.out / method / f"seed{seed}"
+            if stage_finished(run, "search"):
+                continue
+            with claimed(run) as mine:
+                if not mine:
+                    continue
+                cfg = method_config(method, seed, args.threads)
+                stage_search(cfg, run, load_data(cfg, progress=False), progress=False, method=method, resume=True)
+            print(f"{method} seed {seed}: searched", flush=True)
+
+
+@torch.no_grad()
+def supernet_scores(run: Path, domains: DomainSet, domain: str, paths: list[SpacePath], batches: int,
+                    batch_size: int) -> list[float]:
+    """Mean top-1 of each path over the same `batches` validation batches of `domain`, in the final supernet."""
+    space = build_space(read_config(run))
+    supernet, _, _ = load_final_search(run, space, {d.name: d.num_classes for d in domains})
+    single = DomainSet(domains.source, [domains[domain]])
+    loader = MultiDomainLoader(single, batch_size, split="val", seed=12345, augment=False)
+    data = [loader.next()[domain] for _ in range(batches)]
+    out = []
+    for p in paths:
+        geo = space.geometry(p)
+        out.append(statistics.mean(float((supernet.forward_geometry(x, geo, domain).argmax(1) == y).float().mean())
+                                   for x, y in data))
+    return out
+
+
+def train_picked(out: Path, the_set: dict[str, Any], threads: int | None) -> None:
+    """Every searched run's picked path of every set domain, trained alone with the set's seeds (resumable)."""
+    torch.set_num_threads(threads or 1)
+    domains = load_data(set_config(0, threads, []), progress=False)
+    seeds = [int(s) for s in next(iter(the_set["domains"].values()))["summary"]["seeds"]]
+    for run in sorted(out.glob("*/seed*")):
+        if not stage_finished(run, "search"):
+            continue
+        arch = Architecture.load(run / "architecture.json")
+        for d in the_set["domains"]:
+            for s in seeds:
+                piece = run / "picked" / d / f"seed{s}"
+                if (piece / "result.json").is_file():
+                    continue
+                with claimed(piece) as mine:
+                    if not mine:
+                        continue
+                    r = train_path_alone(set_config(s, threads, the_set.get("overrides", [])), domains, d,
+                                         arch.paths[d], arch.space, piece)
+                print(f"{run} {d} seed {s}: {r['top1']:.2f}", flush=True)
+
+
+def judge(out: Path, the_set: dict[str, Any], batches: int) -> dict[str, Any]:
+    domains = load_data(set_config(0, None, []), progress=False)
+    result: dict[str, Any] = {"batches": batches, "methods": {}}
+    for run in sorted(out.glob("*/seed*")):
+        if not stage_finished(run, "search"):
+            continue
+        method, seed = run.parent.name, int(run.name[4:])
+        cfg = read_config(run)
+        arch = Architecture.load(run / "architecture.json")
+        per_domain = {}
+        for d, entry in the_set["domains"].items():
+            complete = [p for p in entry["paths"] if len(p["top1"]) == len(entry["summary"]["seeds"])]
+            truth = [statistics.mean(p["top1"].values()) for p in complete]
+            space = arch.space
+            paths = [SpacePath.from_dict(p["path"], space, "rank-set path") for p in complete]
+            scores = supernet_scores(run, domains, d, paths, batches, cfg.search.val_batch_size or 4 * cfg.search.batch_size)
+            t, pv = kendall_tau(scores, truth)
+            cell: dict[str, Any] = {"tau": round(t, 4), "tau_p": round(pv, 4), "paths": len(complete)}
+            picked = [read_json(f, "picked piece")["top1"] for f in sorted((run / "picked" / d).glob("seed*/result.json"))]
+            macs = path_cost(space, arch.paths[d], entry["num_classes"]).macs
+            cell["picked_macs_ratio"] = round(macs / entry["target_macs"], 4)
+            if len(picked) == len(entry["summary"]["seeds"]):
+                cell["picked_top1"] = [round(v, 3) for v in picked]
+                cell["percentile"] = round(percentile(statistics.mean(picked), truth), 2)
+            per_domain[d] = cell
+        result["methods"].setdefault(method, {})[str(seed)] = per_domain
+    for method, seeds in result["methods"].items():
+        summary: dict[str, Any] = {}
+        for d in the_set["domains"]:
+            taus = [s[d]["tau"] for s in seeds.values()]
+            pct = [s[d]["percentile"] for s in seeds.values() if "percentile" in s[d]]
+            summary[d] = {"tau_mean": round(statistics.mean(taus), 4),
+                          **({"percentile_mean": round(statistics.mean(pct), 2)} if pct else {})}
+        all_pct = [v["percentile_mean"] for v in summary.values() if "percentile_mean" in v]
+        summary["percentile_mean_over_domains"] = round(statistics.mean(all_pct), 2) if all_pct else None
+        result.setdefault("summary", {})[method] = summary
+    return result
+
+
+def cmd_judge(args: argparse.Namespace) -> None:
+    the_set = read_json(args.rankset, "rank set")
+    if not args.no_train:
+        train_picked(args.out, the_set, args.threads)
+    result = judge(args.out, the_set, args.batches)
+    for method, s in result.get("summary", {}).items():
+        print(method, s)
+    if args.write:
+        write_json(args.write, result)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("search")
+    s.add_argument("--methods", default="mpnas,mpnas-gradient")
+    s.add_argument("--seeds", default="0,1,2")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--threads", type=int, default=1)
+    j = sub.add_parser("judge")
+    j.add_argument("--rankset", type=Path, required=True)
+    j.add_argument("--out", type=Path, required=True)
+    j.add_argument("--batches", type=int, default=16)
+    j.add_argument("--threads", type=int, default=1)
+    j.add_argument("--no-train", action="store_true", help="only judge (the picked paths' pieces already trained)")
+    j.add_argument("--write", type=Path, default=None)
+    args = ap.parse_args()
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    {"search": cmd_search, "judge": cmd_judge}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
