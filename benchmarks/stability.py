@@ -42,7 +42,7 @@ ARCH = HERE / "stability" / "architecture.json"
 # The training recipe of the `default` budget before issue 24, pinned field by field.
 BEFORE = ["train.optim.lr=0.002", "train.optim.warmup_frac=0.025", "train.label_smoothing=0.1", "train.dropout=0.2",
           "train.batch_size=32", "loss.kind=exp_dec", "model.zero_init_residual=false", "model.bn_momentum=0.1",
-          "model.init=pytorch"]
+          "model.init=pytorch", "train.batch_per_class=0"]
 RECIPES: dict[str, list[str]] = {
     "before": BEFORE,
     "after": [],
@@ -59,6 +59,8 @@ RECIPES: dict[str, list[str]] = {
     "init-torchvision": BEFORE + ["model.init=torchvision"],
     "batch-128": BEFORE + ["train.batch_size=128"],
     "batch-64-zero-init": BEFORE + ["train.batch_size=64", "model.zero_init_residual=true"],
+    "class-batch-2": BEFORE + ["train.batch_per_class=2"],
+    "class-batch-2-zero-init": BEFORE + ["train.batch_per_class=2", "model.zero_init_residual=true"],
 }
 
 

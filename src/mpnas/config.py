@@ -99,6 +99,7 @@ class SearchConfig:
     steps: int | None = 400
     epochs: float | None = None  # instead of steps: epochs of the largest domain's training split
     batch_size: int = 32  # per domain
+    batch_per_class: float = 0.0  # as train.batch_per_class, for the supernet's training batches
     val_batch_size: int | None = None  # None: 4 x batch_size, as TuNAS
     optim: OptimConfig = field(default_factory=OptimConfig)
     rl_start: float = 0.125  # fraction of steps before the controllers learn (seed 002: 1/8)
@@ -140,6 +141,9 @@ class TrainConfig:
     epochs: float | None = None  # instead of steps: epochs of the largest domain's training split
     log_every: int = 20
     batch_size: int = 32  # per domain
+    # A domain's batch holds at least this many images per class (rounded up to 8, at most 4x batch_size): a domain
+    # with many classes leaves chance after as many images per class as the others (mpnas.data.class_batch_sizes).
+    batch_per_class: float = 0.0
     optim: OptimConfig = field(default_factory=OptimConfig)
     label_smoothing: float = 0.1
     eval_every: int = 200  # steps between per-domain validations ("epochs" of a multi-domain run)
@@ -428,6 +432,7 @@ def validate(cfg: RunConfig) -> None:
         choice(sc.optim.name, OPTIMIZERS, f"{stage}.optim.name")
         need(sc.optim.lr > 0, f"{stage}.optim.lr", f"must be positive, got {sc.optim.lr}")
         need(sc.batch_size >= 1, f"{stage}.batch_size", f"must be >= 1, got {sc.batch_size}")
+        need(sc.batch_per_class >= 0, f"{stage}.batch_per_class", f"must be >= 0, got {sc.batch_per_class}")
         need((sc.steps or 0) >= 1 or (sc.epochs or 0) > 0, f"{stage}.steps", "needs steps >= 1 or epochs > 0")
     need(0 <= cfg.search.rl_start < 1, "search.rl_start", f"must be in [0, 1), got {cfg.search.rl_start}")
     need(0 <= cfg.search.baseline_momentum < 1, "search.baseline_momentum", "must be in [0, 1)")

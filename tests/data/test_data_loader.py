@@ -9,7 +9,7 @@ import pytest
 import torch
 from datahelpers import make_domain
 
-from mpnas.data import AugmentSpec, DomainSet, MultiDomainLoader, Split, iterate_split
+from mpnas.data import AugmentSpec, DomainSet, MultiDomainLoader, Split, class_batch_sizes, iterate_split
 from mpnas.errors import MpnasError
 
 
@@ -129,3 +129,13 @@ def test_iterate_unlabelled_split(small_set):
     d = small_set["mid"]
     with_test = dataclasses.replace(d, splits={**d.splits, "test": Split(d.splits["val"].images, None)})
     assert all(y is None for _, y in iterate_split(with_test, "test", 5))
+
+
+def test_class_batch_sizes_follow_the_number_of_classes():
+    domains = DomainSet("test", [make_domain("two", 40, 2), make_domain("many", 400, 47), make_domain("huge", 900, 300),
+                                 make_domain("mid", 60, 17)])
+    assert class_batch_sizes(domains, 32, 0.0) == {"two": 32, "many": 32, "huge": 32, "mid": 32}
+    # 2 x 47 = 94 -> 96 (a multiple of 8); 2 x 17 = 34 -> 40; 600 capped at 4 x 32
+    assert class_batch_sizes(domains, 32, 2.0) == {"two": 32, "many": 96, "huge": 128, "mid": 40}
+    with pytest.raises(MpnasError, match="batch_per_class"):
+        class_batch_sizes(domains, 32, -1.0)

@@ -15,6 +15,8 @@ batch is copied from pinned memory without blocking, so the copy overlaps the pr
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,6 +148,27 @@ class MultiDomainLoader:
         self.seed, self.step = seed, step
         self._epoch, self._position = epochs, positions
         self._permutation.clear()
+
+
+MAX_BATCH_MULT = 4  # a per-class batch never exceeds this many times the base batch
+
+
+def class_batch_sizes(domains: DomainSet, batch_size: int, per_class: float) -> dict[str, int]:
+    """Per domain, at least `per_class` images per class in every batch: max(batch_size, per_class x classes),
+    rounded up to a multiple of 8 and capped at `MAX_BATCH_MULT` x batch_size; `per_class` 0 gives every domain
+    `batch_size`.
+
+    Why: a domain leaves chance after about the same number of images per class, not per step. At 32 images a
+    step a 47-class domain sees under one image per class and sat at chance for 150 to 250 steps while 10- to
+    17-class domains left it in 50 to 75 (benchmarks/RESULTS.md, issue 24); how late it took off decided its
+    accuracy and the seed spread of every bench."""
+    if per_class < 0:
+        raise MpnasError(f"batch_per_class must be >= 0, got {per_class}")
+    sizes = {}
+    for d in domains:
+        want = math.ceil(per_class * d.num_classes / 8) * 8
+        sizes[d.name] = min(max(batch_size, want), max(batch_size, MAX_BATCH_MULT * batch_size))
+    return sizes
 
 
 def _batch_sizes(domains: DomainSet, batch_size: int | dict[str, int]) -> dict[str, int]:

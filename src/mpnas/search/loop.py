@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from mpnas.config import RunConfig
-from mpnas.data import DomainSet, MultiDomainLoader
+from mpnas.data import DomainSet, MultiDomainLoader, class_batch_sizes
 from mpnas.distributed import World, bn_statistics, use_sync_bn, world
 from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl
@@ -211,7 +211,8 @@ def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: d
             for g, c in controllers.items()
         },
         baselines={g: None for g in groups},
-        train_loader=MultiDomainLoader(domains, sc.batch_size, split="train", seed=cfg.seed, device=device, world=ranks),
+        train_loader=MultiDomainLoader(domains, class_batch_sizes(domains, sc.batch_size, sc.batch_per_class), split="train",
+                                       seed=cfg.seed, device=device, world=ranks),
         val_loader=MultiDomainLoader(domains, sc.val_batch_size or 4 * sc.batch_size, split="val", seed=cfg.seed + 1,
                                      augment=False, device=device, world=ranks),
         generator=torch.Generator().manual_seed(cfg.seed),

@@ -21,7 +21,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from mpnas.config import RunConfig
-from mpnas.data import DomainSet, MultiDomainLoader, iterate_split
+from mpnas.data import DomainSet, MultiDomainLoader, class_batch_sizes, iterate_split
 from mpnas.distributed import World, bn_statistics, use_sync_bn, world
 from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl, atomic_write_bytes
@@ -285,7 +285,8 @@ def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: in
         combiner=combiner,
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, steps, tc.optim.warmup_frac),
-        loader=MultiDomainLoader(domains, tc.batch_size, split="train", seed=cfg.seed, device=device, world=ranks),
+        loader=MultiDomainLoader(domains, class_batch_sizes(domains, tc.batch_size, tc.batch_per_class), split="train",
+                                 seed=cfg.seed, device=device, world=ranks),
         ranks=ranks,
         dtype=compute_dtype(cfg.precision, device),
         channels_last=channels_last,
