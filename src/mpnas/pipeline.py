@@ -27,11 +27,12 @@ from typing import Any
 
 import torch
 
+from mpnas.analysis.supernet import supernet_quality
 from mpnas.config import RunConfig, dump_yaml, load_yaml, to_dict
 from mpnas.data import DomainSet, load_domains_from_config
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
-from mpnas.io import atomic_write_text, read_json, write_json
+from mpnas.io import atomic_write_text, read_json, read_jsonl, write_json
 from mpnas.nn.merged import MultiPathModel
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import architecture_cost, domain_costs
@@ -166,6 +167,8 @@ def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None
                              checkpointer=ckpt, resume=resume)
     arch.meta["method"] = method
     if world().is_main:
+        # The reward's Q per domain at the end of the warm-up and of the search (mpnas.analysis.supernet).
+        arch.meta["supernet_top1"] = supernet_quality(read_jsonl(run_dir / METRICS))
         arch.save(run_dir / ARCH)
     ckpt.save(state.step, state.state_dict(), finished=True)
     mark_stage(run_dir, "search", ckpt.elapsed())

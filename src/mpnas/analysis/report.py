@@ -170,6 +170,7 @@ def _render(run_dir: Path, arch: Architecture, results: Mapping[str, Any], rows:
     lines += _similarity_section(arch, figures)
     lines += _paths_section(arch)
     lines += _search_section(rows, arch.domains, figures)
+    lines += _supernet_section(arch, results)
     lines += _training_section(rows, figures)
     lines += ["## Configuration", ""]
     if config is None:
@@ -312,6 +313,25 @@ def _search_section(rows: Sequence[Mapping[str, Any]], domains: Sequence[str],
                          + " |")
         lines.append("")
     return lines + _embed(figures, "rewards.png") + _embed(figures, "controller_probs.png")
+
+
+def _supernet_section(arch: Architecture, results: Mapping[str, Any]) -> list[str]:
+    """The reward's Q per domain at the end of the warm-up and of the search, against chance and the trained
+    model: a domain whose sampled paths score near chance gave its controller no accuracy signal."""
+    q = arch.meta.get("supernet_top1")
+    if not isinstance(q, dict) or not q:
+        return []
+    domains = results.get("domains") if isinstance(results.get("domains"), dict) else {}
+    lines = ["### Does the supernet learn every domain?", "",
+             "Mean validation top-1 (%) of the sampled paths (the reward's Q) over the last tenth of the warm-up and of "
+             "the search, against chance and the trained model's validation top-1.", "",
+             "| domain | chance | end of warm-up | end of search | trained model (val) |", "|---|---:|---:|---:|---:|"]
+    for d in arch.domains:
+        cell = q.get(d) if isinstance(q.get(d), dict) else {}
+        trained = domains.get(d, {}).get("val_top1") if isinstance(domains.get(d), dict) else None
+        lines.append(f"| {d} | {100.0 / arch.num_classes[d]:.1f} | {_fmt(cell.get('warmup_end'), '.1f')} | "
+                     f"{_fmt(cell.get('search_end'), '.1f')} | {_fmt(trained, '.1f')} |")
+    return lines + [""]
 
 
 def _training_section(rows: Sequence[Mapping[str, Any]],
