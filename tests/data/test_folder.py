@@ -98,3 +98,16 @@ def test_corrupt_image_skipped(folder_root, tmp_path, capsys):
     shapes = load(folder_root, tmp_path, skip_bad_images=True)["shapes"]
     assert shapes.splits["train"].labels.bincount().tolist() == [4, 3, 4]
     assert "domain 'shapes': skipped 1 corrupt image(s) (train 1)" in capsys.readouterr().err
+
+
+def test_a_corrupt_file_carved_into_val_is_reported_in_its_train_folder(folder_root, tmp_path):
+    """pets has no val/ folder: a corrupt file of train/ that the seed carved into val is named with the split
+    whose folder holds it, not as "split val" (there is no such folder to look in)."""
+    from mpnas.data.folder import FolderSource
+
+    _, items = FolderSource(folder_root).items("pets", 0)
+    carved = items["val"][0].path
+    assert carved.parent.parent.name == "train"
+    carved.write_text("not a png")
+    with pytest.raises(MpnasError, match=r"domain 'pets', split train \(carved into val\): file .*: corrupt image"):
+        load(folder_root, tmp_path)

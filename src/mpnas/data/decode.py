@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from mpnas.data.cache import EntryWriter, LoadOptions, cached, content_key, entry_name, report_skipped
 from mpnas.data.domain import AugmentSpec, Domain
-from mpnas.data.images import BadImage, decode_square
+from mpnas.data.images import BadImage, UnsupportedImage, decode_square
 from mpnas.errors import MpnasError
 
 _CHUNK = 256  # items handed to the pool at once: bounded memory for a million-image domain
-VERSION = 1  # bump when decoding changes, so old cache entries are not reused
+VERSION = 2  # bump when decoding changes, so old cache entries are not reused (2: 16-bit range, transparency)
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,16 @@ class Item:
     label: int | None
     ref: str  # how error messages name it: "image id 7, file data/x/1.png" or a path
     ident: int | None = None  # the source's image id, kept for submissions
+    # The split whose folder holds the file, when the file is used in another one (a val split carved from train):
+    # an error names the folder the user has to look in.
+    folder_split: str | None = None
+
+
+def where(domain: str, split: str, item: Item) -> str:
+    """How an error locates `item`: the domain and the split its file lives in."""
+    if item.folder_split and item.folder_split != split:
+        return f"domain {domain!r}, split {item.folder_split} (carved into {split})"
+    return f"domain {domain!r}, split {split}"
 
 
 def fingerprint(domain: str, items: dict[str, Sequence[Item]]) -> str:
@@ -46,7 +56,7 @@ def fingerprint(domain: str, items: dict[str, Sequence[Item]]) -> str:
             except OSError:
                 st = None
             if st is None or not stat.S_ISREG(st.st_mode):
-                raise MpnasError(f"domain {domain!r}, split {split}: {item.ref}: image file not found at {item.path}")
+                raise MpnasError(f"{where(domain, split, item)}: {item.ref}: image file not found at {item.path}")
             h.update(f"{split}\t{item.path}\t{item.label}\t{item.ident}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
@@ -80,8 +90,9 @@ def decode_items(writer: EntryWriter, domain: str, items: dict[str, Sequence[Ite
                 for item, result in zip(chunk, pool.map(_decode, [(i.path, resolution) for i in chunk])):
                     if isinstance(result, BadImage):
                         if not skip_bad_images:
+                            what = "unsupported image" if isinstance(result, UnsupportedImage) else "corrupt image"
                             raise MpnasError(
-                                f"domain {domain!r}, split {split}: {item.ref}: corrupt image ({result}); "
+                                f"{where(domain, split, item)}: {item.ref}: {what} ({result}); "
                                 "pass --skip-bad-images to leave such files out"
                             )
                         continue
