@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from mpnas.console import progress as console_progress
 from mpnas.data.cache import EntryWriter, LoadOptions, cached, content_key, entry_name, report_skipped
 from mpnas.data.domain import AugmentSpec, Domain
 from mpnas.data.images import BadImage, UnsupportedImage, decode_square
@@ -78,9 +77,7 @@ def decode_items(writer: EntryWriter, domain: str, items: dict[str, Sequence[Ite
     """Decode every split of one domain into `writer`; corrupt files raise, or are skipped and counted."""
     workers = min(8, 2 * (os.cpu_count() or 1))
     total = sum(len(v) for v in items.values())
-    with ThreadPoolExecutor(workers) as pool, tqdm(
-        total=total, desc=f"decoding {domain}", unit="img", file=sys.stderr, disable=not progress, leave=False
-    ) as bar:
+    with ThreadPoolExecutor(workers) as pool, console_progress(total, f"decoding {domain}", progress, "img", leave=False) as bar:
         for split, split_items in items.items():
             out = writer.new_images(split, len(split_items), resolution)
             labels: list[int] = []
