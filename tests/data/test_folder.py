@@ -111,3 +111,17 @@ def test_a_corrupt_file_carved_into_val_is_reported_in_its_train_folder(folder_r
     carved.write_text("not a png")
     with pytest.raises(MpnasError, match=r"domain 'pets', split train \(carved into val\): file .*: corrupt image"):
         load(folder_root, tmp_path)
+
+
+def test_a_class_too_small_for_every_split_is_named_in_a_warning(tmp_path, capsys):
+    """A class of one image is carved into train only: it trains a classifier output that no validation or test
+    image ever measures; the load says so, naming the class and its counts."""
+    root = tmp_path / "data"
+    for cls, n in (("many", 8), ("lonely", 1)):
+        for k in range(n):
+            write_image(root / "d" / "train" / cls / f"{k}.png", (40 * k % 255, 80, 20), (12, 12))
+    ds = load(root, tmp_path)
+    assert ds["d"].splits["val"].labels.bincount(minlength=2).tolist()[ds["d"].class_names.index("lonely")] == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: domain 'd'" in err and "'lonely' (train 1, val 0)" in err
+    assert "'many'" not in err
