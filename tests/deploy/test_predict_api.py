@@ -87,3 +87,14 @@ def test_unusable_inputs_are_named_errors(model, bad, message):
 def test_k_must_be_positive(model, files):
     with pytest.raises(MpnasError, match="k must be an integer >= 1"):
         model.predict(files[0], "bars", k=0)
+
+
+def test_the_cli_takes_threads_and_device_and_agrees_with_the_api(trained_run, model, files, expected, capsys):
+    import json
+
+    from mpnas.cli import main
+
+    argv = ["predict", "--run", str(trained_run), "--domain", "bars", "--json", "--threads", "1", "--device", "cpu"]
+    assert main([*argv, *map(str, files)]) == 0  # --threads and --device were unrecognized arguments
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [[t["class"] for t in r["top"]] for r in rows] == [[c for c, _ in top] for top in expected]

@@ -251,6 +251,8 @@ def test_bench_resume_continues_a_killed_multi_stage_method(resume_cfg, tmp_path
     refused = subprocess.run(bench(out), env=_env(), capture_output=True, text=True)
     assert refused.returncode == 2 and "--resume" in refused.stderr
     subprocess.run(bench(out, "--resume"), env=_env(), check=True, capture_output=True)
+    log = (out / "log.txt").read_text()  # the killed, the refused and the resumed command's consoles
+    assert log.count("$ mpnas bench") == 3 and "bench: resuming sd-nas seed 0" in log and "\r" not in log
     for d in sorted(p.name for p in (ref / "sd-nas" / "seed0" / "domains").iterdir()):
         _assert_same(_comparable(out / "sd-nas" / "seed0" / "domains" / d), _comparable(ref / "sd-nas" / "seed0" / "domains" / d))
     a, b = (json.loads((r / "sd-nas" / "seed0" / "results.json").read_text()) for r in (out, ref))
