@@ -151,3 +151,21 @@ def test_overwrite_with_a_bad_option_keeps_the_old_run(trained_run, cfg_file, tm
     _one_error_line(capsys.readouterr().err, "give one of them")
     assert main(["train", "--run", str(run), "--set", "train.steps=3", "--quiet"]) == 2  # finished: not even config.yaml
     assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize("stage", ["search", "train"])
+def test_a_kill_after_a_stages_final_checkpoint_resumes(stage, trained_run, tmp_path, capsys):
+    """Killed after a stage wrote its final state but before it was marked finished: --resume keeps the stage
+    (its checkpoint says it finished) instead of failing on "the stage it holds has finished"."""
+    run = _copy(trained_run, tmp_path)
+    stages = json.loads((run / "stages.json").read_text())
+    later = ["search", "train", "evaluate", "report"][["search", "train", "evaluate", "report"].index(stage):]
+    (run / "stages.json").write_text(json.dumps({k: v for k, v in stages.items() if k not in later}))
+    for name in ("results.json", "report.md") + (("model.safetensors", "train_state.pt", "domains.json")
+                                                 if stage == "search" else ()):
+        (run / name).unlink()
+    assert main(["run", "--out", str(run), "--resume", "--quiet"]) == 0
+    assert f"{stage}: finished earlier" in capsys.readouterr().err
+    assert json.loads((run / "results.json").read_text())["domains"] == json.loads(
+        (trained_run / "results.json").read_text())["domains"]
+    assert (run / "metrics.jsonl").read_text() == (trained_run / "metrics.jsonl").read_text()

@@ -329,6 +329,27 @@ def _train_checkpointer(cfg: RunConfig, run_dir: Path, arch: Architecture) -> An
                         run_dir / METRICS)
 
 
+def _finished_checkpoint(ckpt: Any) -> dict[str, Any] | None:
+    """What a stage's checkpoint records when it holds this run's finished stage (its final state was written, and
+    the process was killed before the stage was marked finished), else None. Decided by rank 0."""
+
+    def read() -> dict[str, Any] | None:
+        from mpnas.train.checkpoint import FORMAT
+        from mpnas.train.optim import load_checkpoint
+
+        if not ckpt.path.is_file():
+            return None
+        data = load_checkpoint(ckpt.path)
+        if not (isinstance(data, dict) and data.get("format") == FORMAT and data.get("finished")
+                and data.get("fingerprint") == ckpt.fingerprint):
+            return None
+        state = data["state"]
+        return {"elapsed_s": float(data["elapsed_s"]), "best_step": state.get("best_step"),
+                "best_score": state.get("best_score")}
+
+    return world().decide(read)
+
+
 def stage_times(run_dir: Path) -> dict[str, float]:
     if not (run_dir / STAGES).is_file():
         return {}
@@ -350,6 +371,12 @@ def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None
     write_config(run_dir, cfg)
     domains = domains or load_data(cfg, progress)
     ckpt = _search_checkpointer(cfg, run_dir, groups, method, domains)
+    done = resume and (run_dir / ARCH).is_file() and _finished_checkpoint(ckpt)
+    if done:  # killed after its final state was written, before the stage was marked
+        mark_stage(run_dir, "search", done["elapsed_s"])
+        say(f"search: finished earlier in {run_dir}, kept ({ARCH})")
+        world().barrier()
+        return read_architecture(run_dir)
     if not (resume and ckpt.path.is_file()):
         drop_metrics(run_dir, None)  # rows an attempt logged before its first checkpoint
     arch, state = run_search(cfg, domains, build_space(cfg), run_dir, groups=groups, progress=progress,
@@ -377,13 +404,20 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
         return load_trained_model(cfg, run_dir, arch)
     domains = domains or load_data(cfg, progress)
     ckpt = _train_checkpointer(cfg, run_dir, arch)
-    if not (resume and ckpt.path.is_file()):
-        drop_metrics(run_dir, TRAIN_ROWS)  # rows an attempt logged before its first checkpoint
-    model, state = train_architecture(cfg, domains, arch, run_dir / WEIGHTS, progress=progress, checkpointer=ckpt,
-                                      resume=resume, supernet_from=supernet_from)
-    if world().is_main:
-        write_domain_info(run_dir, domains)
-    ckpt.save(state.step, state.state_dict(), finished=True)
+    done = resume and (run_dir / DOMAINS).is_file() and _finished_checkpoint(ckpt)
+    if done:  # killed after its final state was written, before the stage was marked (e.g. while profiling)
+        say(f"train: finished earlier in {run_dir}, kept ({WEIGHTS})")
+        model = load_trained_model(cfg, run_dir, arch)
+        best_step, best_score, elapsed = done["best_step"], done["best_score"], done["elapsed_s"]
+    else:
+        if not (resume and ckpt.path.is_file()):
+            drop_metrics(run_dir, TRAIN_ROWS)  # rows an attempt logged before its first checkpoint
+        model, state = train_architecture(cfg, domains, arch, run_dir / WEIGHTS, progress=progress, checkpointer=ckpt,
+                                          resume=resume, supernet_from=supernet_from)
+        if world().is_main:
+            write_domain_info(run_dir, domains)
+        ckpt.save(state.step, state.state_dict(), finished=True)
+        best_step, best_score, elapsed = state.best_step, state.best_score, None
     info: dict[str, Any] = {}
     if cfg.train.slimmable:
         from mpnas.train.slimmable import profile
@@ -391,7 +425,8 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
         t0 = time.perf_counter()
         profile(model, domains, cfg, run_dir)
         info["profile_s"] = round(time.perf_counter() - t0, 1)
-    mark_stage(run_dir, "train", ckpt.elapsed(), best_step=state.best_step, best_val_mean_top1=state.best_score, **info)
+    mark_stage(run_dir, "train", ckpt.elapsed() if elapsed is None else elapsed, best_step=best_step,
+               best_val_mean_top1=best_score, **info)
     world().barrier()
     return model
 
