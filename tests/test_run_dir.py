@@ -169,3 +169,9 @@ def test_a_kill_after_a_stages_final_checkpoint_resumes(stage, trained_run, tmp_
     assert json.loads((run / "results.json").read_text())["domains"] == json.loads(
         (trained_run / "results.json").read_text())["domains"]
     assert (run / "metrics.jsonl").read_text() == (trained_run / "metrics.jsonl").read_text()
+
+
+def test_evaluate_with_other_data_than_the_architecture_is_one_line(trained_run, capsys):
+    assert main(["evaluate", "--run", str(trained_run), "--set", "data.domains=[bars]"]) == 2
+    _one_error_line(capsys.readouterr().err, "architecture domains ['bars', 'colours'] differ from the data's ['bars']")
+    assert "  domains: null\n" in (trained_run / "config.yaml").read_text()  # not rewritten with the refused --set

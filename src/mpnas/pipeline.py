@@ -282,11 +282,11 @@ def check_run(cfg: RunConfig, stages: tuple[str, ...], run_dir: Path | None = No
             steps_for(tc.finetune_steps if tc.from_supernet else tc.steps, None if tc.from_supernet else tc.epochs,
                       domains, tc.batch_size, "train")
         MultiDomainLoader(domains, tc.batch_size, split="train", world=world())
-        if arch is not None:
-            check_architecture(arch, domains)
-            if tc.from_supernet and run_dir is not None and not (run_dir / SEARCH_STATE).is_file():
-                raise MpnasError(f"train.from_supernet: {run_dir / SEARCH_STATE} not found (the search's final state); "
-                                 f"run `mpnas search` into {run_dir} first")
+        if arch is not None and tc.from_supernet and run_dir is not None and not (run_dir / SEARCH_STATE).is_file():
+            raise MpnasError(f"train.from_supernet: {run_dir / SEARCH_STATE} not found (the search's final state); "
+                             f"run `mpnas search` into {run_dir} first")
+    if arch is not None:
+        check_architecture(arch, domains)
     return domains
 
 
