@@ -3,15 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
 
+from mpnas import DEFAULT_TOP_K, __version__
 from mpnas.errors import MpnasError
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows each option's default, except where there is none worth showing (None, a flag's False, an
+    empty list): those options say in their help what happens without them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == [] or not action.option_strings:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line and exit status 2, like every other user mistake (argparse prints the whole
+    usage first); the subcommands' parsers are made by this class too, with defaults in their help."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _show_help(parser: argparse.ArgumentParser) -> object:
+    """A command given without its subcommand prints its help rather than a usage error."""
+
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    return show
+
+
 def _add_data_args(p: argparse.ArgumentParser, default: str | None = "builtin") -> None:
-    p.add_argument("--data", default=default, help="data source: builtin | decathlon:ROOT | folder:ROOT (default builtin)")
+    p.add_argument("--data", default=default, help="data source: builtin | decathlon:ROOT | folder:ROOT"
+                   + ("" if default else " (default builtin)"))
     p.add_argument("--domains", default=None, help="comma-separated domain names to keep (default: all)")
     p.add_argument("--resolution", type=int, default=None, help="image side in pixels (default 32)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip corrupt images and report how many")
@@ -19,10 +55,14 @@ def _add_data_args(p: argparse.ArgumentParser, default: str | None = "builtin") 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mpnas", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="mpnas", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mpnas {__version__}")
+    parser.set_defaults(func=_show_help(parser))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    data = sub.add_parser("data", help="inspect a data source").add_subparsers(dest="data_command", required=True)
+    group = sub.add_parser("data", help="inspect a data source")
+    group.set_defaults(func=_show_help(group))
+    data = group.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p = data.add_parser("list", help="per domain: classes, split sizes, resolution")
     _add_data_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of domains")
@@ -33,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-domain", type=int, default=8, help="samples shown per domain")
     p.set_defaults(func=_cmd_data_preview)
 
-    space = sub.add_parser("space", help="inspect a search space").add_subparsers(dest="space_command", required=True)
+    group = sub.add_parser("space", help="inspect a search space")
+    group.set_defaults(func=_show_help(group))
+    space = group.add_subparsers(dest="space_command", metavar="SUBCOMMAND")
     p = space.add_parser("show", help="parameters, MACs and size of a search space or published model")
     p.add_argument("--preset", default="default", help="default | paper | mobilenet_v3_large | mobilenet_v3_small")
     p.add_argument("--num-classes", type=int, default=1000)
@@ -57,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         _add_data_args(p, default=None)
         _add_run_args(p)
+        _add_overwrite(p, "run" if name == "run" else "search")
         if name == "run":
             p.add_argument("--dry-run", action="store_true",
                            help="time a few steps of each stage here and print the estimated wall time; write nothing")
@@ -86,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-repeats", type=int, default=50, help="timed batch-1 runs per latency figure")
     p.add_argument("--config", default=None, metavar="CONFIG.json",
                    help="a slimmable run's width configuration (from `mpnas configure`) to export at")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the checks (default: torch's; latencies are timed at 1 and at all threads)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("configure", help="widths of a slimmable run for a compute budget and domain preferences")
@@ -98,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="domains to keep more of (weight > 1) or less of (< 1); others weigh 1")
     p.add_argument("--measure", action="store_true",
                    help="also measure the chosen widths on validation data (recalibrates batch norm; seconds)")
+    _add_speed_args(p)
     p.add_argument("--out", required=True, help="CONFIG.json to write")
     p.set_defaults(func=_cmd_configure)
 
@@ -106,9 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--run", help="a trained run directory (PyTorch)")
     src.add_argument("--export", help="an export directory (onnxruntime, from export.json alone)")
     p.add_argument("--domain", required=True, help="which domain's classifier to use")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="classes listed per image")
     p.add_argument("--int8", action="store_true", help="with --export: use the int8 files")
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    _add_speed_args(p, device_help="with --run: auto | cpu | cuda | cuda:N (default cpu)")
     p.add_argument("paths", nargs="+", help="image files or folders of images")
     p.set_defaults(func=_cmd_predict)
 
@@ -122,9 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run", "--run-dir", dest="run", required=True, help="run directory written by the previous stage")
         if name != "report":
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+            _add_speed_args(p)
             p.add_argument("--quiet", action="store_true", help="no progress bars")
         if name == "train":
-            p.add_argument("--resume", action="store_true", help="continue unfinished training from its last checkpoint")
+            p.add_argument("--resume", action="store_true",
+                           help="continue unfinished training from its last checkpoint; start it if it has not started")
+            _add_overwrite(p, "training")
         if name == "evaluate":
             p.add_argument("--config", default=None, metavar="CONFIG.json",
                            help="evaluate a slimmable run at this width configuration; its measured top-1 is added to it")
@@ -133,15 +183,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--budget", default="default", help="quick | default | long | paper (default: default)")
+    p.add_argument("--budget", default=None, help="quick | default | long | paper (default: default)")
     p.add_argument("--config", default=None, help="YAML file with any subset of the config's fields")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. train.steps=500")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--seed", type=int, default=None, help="seed of everything random (default 0)")
+    _add_speed_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--resume", action="store_true",
-                   help="continue an unfinished run from its last checkpoint (with its own config), bit for bit")
+                   help="continue the run in the directory from its last checkpoint, bit for bit (it must have the same "
+                        "options, or none given); start it when the directory holds none")
+
+
+def _add_speed_args(p: argparse.ArgumentParser, device_help: str = "auto | cpu | cuda | cuda:N (default: the config's)") -> None:
+    """--threads and --device, on every command that computes: they change its speed, never its result."""
+    p.add_argument("--device", default=None, help=device_help)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's, else torch's)")
+
+
+def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace a finished or unfinished {what} in the directory: its old outputs are removed first")
+
+
+# Flags that shape the config of a run (whose equality --resume checks): the config's own fields and files.
+_CONFIG_FLAGS = ("data", "domains", "resolution", "cache_dir", "config", "seed", "budget")
+
+
+def _explicit(args: argparse.Namespace) -> bool:
+    """Whether the command line gives any option that shapes the config (not --threads, --device)."""
+    return (any(getattr(args, f, None) is not None for f in _CONFIG_FLAGS) or bool(getattr(args, "set", None))
+            or bool(getattr(args, "skip_bad_images", False)))
 
 
 def _run_config(args: argparse.Namespace):
@@ -157,29 +228,23 @@ def _run_config(args: argparse.Namespace):
         "device": args.device,
         "threads": args.threads,
     }
-    return resolve_config(args.budget, args.config, args.set, **flags)
+    return resolve_config(args.budget or "default", args.config, args.set, **flags)
 
 
-def _resume_config(run_dir: Path, args: argparse.Namespace):
-    """--resume continues with the run's own config; only --threads and --device may change (they do not change
-    the result), so any other config flag is refused rather than silently ignored."""
-    from mpnas.pipeline import CONFIG, resume_config
+def _open_run(args: argparse.Namespace, run_dir: Path, stage: str):
+    """The config `run` or `search` runs with in `run_dir` and whether it continues the run there (`open_run`)."""
+    from mpnas.pipeline import open_run
 
-    given = [f for f in ("data", "domains", "resolution", "config", "seed", "cache_dir") if getattr(args, f, None) is not None]
-    given += ["set"] if getattr(args, "set", None) else []
-    given += ["budget"] if getattr(args, "budget", "default") != "default" else []
-    if given:
-        raise MpnasError(f"--resume continues with {run_dir / CONFIG}; drop --{', --'.join(g.replace('_', '-') for g in given)}")
-    if not (run_dir / CONFIG).is_file():
-        raise MpnasError(f"--resume: {run_dir} holds no run to continue (no {CONFIG})")
-    return resume_config(run_dir, args.threads, args.device)
+    return open_run(run_dir, stage, _run_config(args), explicit=_explicit(args), resume=args.resume,
+                    overwrite=args.overwrite, threads=args.threads, device=args.device)
 
 
 def _run_dir_config(args: argparse.Namespace):
-    from pathlib import Path
+    """A later stage's config: the run directory's own, with --set, --threads and --device applied."""
+    from dataclasses import replace
 
     from mpnas.config import apply_overrides, validate
-    from mpnas.pipeline import read_config, write_config
+    from mpnas.pipeline import read_config
 
     run_dir = Path(args.run)
     cfg = read_config(run_dir)
@@ -187,45 +252,57 @@ def _run_dir_config(args: argparse.Namespace):
     if overrides:
         cfg = apply_overrides(cfg, overrides)
         validate(cfg)
-        write_config(run_dir, cfg)  # the run directory records the config its stages actually used
+    if getattr(args, "threads", None) is not None:
+        cfg = replace(cfg, threads=args.threads)
+    if getattr(args, "device", None):
+        cfg = replace(cfg, device=args.device)
     return run_dir, cfg
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from mpnas.pipeline import refuse_unfinished, stage_search
+    from mpnas.pipeline import check_run, prepare_run_dir, stage_search
 
     run_dir = Path(args.out)
-    refuse_unfinished(run_dir, args.resume, "search")
-    cfg = _resume_config(run_dir, args) if args.resume else _run_config(args)
-    arch = stage_search(cfg, run_dir, progress=not args.quiet, resume=args.resume)
-    print(f"wrote {Path(args.out) / 'architecture.json'}: {len(arch.domains)} domains, "
+    cfg, resuming = _open_run(args, run_dir, "search")
+    domains = check_run(cfg, ("search",), run_dir, progress=not args.quiet)
+    prepare_run_dir(run_dir, "search", cfg, args.overwrite)
+    arch = stage_search(cfg, run_dir, domains, progress=not args.quiet, resume=resuming)
+    print(f"wrote {run_dir / 'architecture.json'}: {len(arch.domains)} domains, "
           f"{len(arch.node_users())} nodes, {len(arch.shared_nodes())} shared")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from mpnas.pipeline import refuse_unfinished, stage_train
+    from mpnas.pipeline import check_run, open_run, prepare_run_dir, read_architecture, stage_train
 
-    run_dir, cfg = _run_dir_config(args)
-    refuse_unfinished(run_dir, args.resume, "train")
-    stage_train(cfg, run_dir, progress=not args.quiet, resume=args.resume)
+    run_dir, given = _run_dir_config(args)
+    cfg, resuming = open_run(run_dir, "train", given, explicit=bool(args.set), resume=args.resume,
+                             overwrite=args.overwrite, threads=args.threads, device=args.device)
+    arch = read_architecture(run_dir)
+    domains = check_run(cfg, ("train",), run_dir, progress=not args.quiet, arch=arch)
+    prepare_run_dir(run_dir, "train", cfg, args.overwrite)  # the run directory records the config training used
+    stage_train(cfg, run_dir, domains, progress=not args.quiet, arch=arch, resume=resuming)
     print(f"wrote {run_dir / 'model.safetensors'}")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from mpnas.pipeline import stage_evaluate
+    from mpnas.console import log_to
+    from mpnas.pipeline import LOG, check_run, read_architecture, stage_evaluate, write_config
 
     run_dir, cfg = _run_dir_config(args)
+    arch = read_architecture(run_dir)
+    domains = check_run(cfg, (), None, progress=False, arch=arch)
+    if args.set:
+        write_config(run_dir, cfg)  # the run directory records the config its stages actually used
+    log_to(run_dir / LOG)
     if args.config:
         from mpnas.pipeline import evaluate_widths
 
         _print_results(evaluate_widths(cfg, run_dir, Path(args.config)))
         print(f"measured top-1 added to {args.config}")
         return 0
-    _print_results(stage_evaluate(cfg, run_dir))
+    _print_results(stage_evaluate(cfg, run_dir, domains))
     return 0
 
 
@@ -235,11 +312,10 @@ def _cmd_configure(args: argparse.Namespace) -> int:
 
     from mpnas.deploy.configure import Table, add_measured, configure, parse_prefer
     from mpnas.io import write_json
-    from mpnas.pipeline import read_architecture, read_config
+    from mpnas.pipeline import read_architecture
 
     t0 = time.perf_counter()
-    run_dir = Path(args.run)
-    cfg = read_config(run_dir)
+    run_dir, cfg = _run_dir_config(args)
     arch = read_architecture(run_dir)
     if not cfg.train.slimmable:
         raise MpnasError(f"run {run_dir}: was not trained with train.slimmable=true, so it cannot be slimmed")
@@ -269,17 +345,18 @@ def _cmd_configure(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from mpnas.console import log_to
+    from mpnas.pipeline import LOG, read_config, stage_report
 
-    from mpnas.pipeline import stage_report
-
-    print(f"wrote {stage_report(Path(args.run))}")
+    run_dir = Path(args.run)
+    read_config(run_dir)  # a run directory, before log.txt is added to it
+    path = stage_report(run_dir)
+    log_to(run_dir / LOG)
+    print(f"wrote {path}")
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from mpnas.pipeline import run_all
 
     if args.dry_run:
@@ -287,8 +364,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.out is None:
         raise MpnasError("run: --out is required (the run directory to write)")
     run_dir = Path(args.out)
-    cfg = _resume_config(run_dir, args) if args.resume else _run_config(args)
-    results = run_all(cfg, run_dir, progress=not args.quiet, resume=args.resume)
+    cfg, resuming = _open_run(args, run_dir, "run")
+    results = run_all(cfg, run_dir, progress=not args.quiet, resume=resuming, overwrite=args.overwrite)
     _print_results(results)
     print(f"report: {run_dir / 'report.md'}")
     return 0
@@ -339,9 +416,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise MpnasError(f"--threads must be >= 1, got {threads}")
 
+
+def _cmd_export(args: argparse.Namespace) -> int:
     from mpnas.deploy.export import FORMATS, export_run
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
@@ -350,6 +430,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise MpnasError(f"--format: {', '.join(unknown)} not available; choose from {', '.join(FORMATS)}")
     if args.latency_repeats < 1:
         raise MpnasError(f"--latency-repeats must be >= 1, got {args.latency_repeats}")
+    _check_threads(args.threads)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     formats = ["onnx", *[f for f in formats if f != "onnx"]]  # ONNX is always written: the checked fallback
     manifest = export_run(Path(args.run), Path(args.out), int8=args.int8, latency_repeats=args.latency_repeats,
                           say=lambda m: print(m, file=sys.stderr), formats=tuple(formats),
@@ -377,10 +462,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise MpnasError(f"--top-k must be >= 1, got {args.top_k}")
     if args.int8 and not args.export:
         raise MpnasError("--int8 needs --export")
-    model = ExportedPredictor(args.export, int8=args.int8) if args.export else load(args.run)
+    _check_threads(args.threads)
+    if args.export and args.device not in (None, "cpu"):
+        raise MpnasError(f"--device {args.device}: an export runs in onnxruntime on the CPU; --device is for --run")
+    if args.export:
+        model = ExportedPredictor(args.export, int8=args.int8, threads=args.threads)
+    else:
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        model = load(args.run, device=args.device or "cpu")
     model.info(args.domain)  # an unknown domain fails before any image is read
     files = collect_images(args.paths)
-    results = model.predict(files, args.domain, args.top_k)
+    results = model.predict(files, args.domain, k=args.top_k)
     for f, top in zip(files, results):
         if args.json:
             print(json.dumps({"image": str(f), "domain": args.domain,
@@ -456,8 +551,8 @@ def _cmd_space_show(args: argparse.Namespace) -> int:
 
 def _cmd_latency_table(args: argparse.Namespace) -> int:
     import torch
-    from tqdm import tqdm
 
+    from mpnas.console import progress
     from mpnas.space.latency import BACKENDS, candidate_geometries, measure_table, save_table
     from mpnas.space.presets import get_space
 
@@ -473,7 +568,7 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     space = get_space(args.space, args.resolution, args.width_mult)
     total = sum(1 for _ in candidate_geometries(space))
-    with tqdm(total=total, desc=f"timing {space.name} ops ({args.backend})", unit="op", file=sys.stderr) as bar:
+    with progress(total, f"timing {space.name} ops ({args.backend})", unit="op") as bar:
         table = measure_table(space, args.repeats, lambda i, n: bar.update(1), backend=args.backend)
     save_table(table, args.out)
     print(f"wrote {args.out}: {len(table['entries'])} entries ({args.backend}), {table['threads']} threads, {table['device']}")
@@ -481,13 +576,21 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
 
 
 TORCHRUN_COMMANDS = ("run", "search", "train", "bench")
+LOGGED_COMMANDS = ("run", "search", "train", "evaluate", "report", "bench")  # each keeps log.txt in its directory
+# A file system's refusal (no permission, read-only, full, a file where a folder belongs) is the user's to mend:
+# one line and exit 2 like any MpnasError, wherever a writer did not name it more precisely itself.
+_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENOTDIR,
+                errno.EISDIR}
 
 
 def main(argv: list[str] | None = None) -> int:
     from mpnas import distributed
+    from mpnas.console import transcript
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     prefix = "mpnas"
+    logged = transcript(argv) if getattr(args, "command", None) in LOGGED_COMMANDS else contextlib.nullcontext()
     try:
         if distributed.launched_by_torchrun():
             if args.command not in TORCHRUN_COMMANDS:
@@ -496,12 +599,23 @@ def main(argv: list[str] | None = None) -> int:
             if ranks.rank:  # one copy of the printed results: rank 0's (errors still reach stderr)
                 prefix = f"mpnas (rank {ranks.rank})"
                 sys.stdout = open(os.devnull, "w")
-        return int(args.func(args) or 0)
+        with logged:
+            try:
+                return int(args.func(args) or 0)
+            except MpnasError as exc:
+                print(f"{prefix}: error: {exc}", file=sys.stderr)
+                return exc.exit_code
+            except KeyboardInterrupt:
+                print(f"{prefix}: interrupted", file=sys.stderr)
+                return 130
+            except OSError as exc:
+                if exc.errno not in _USER_ERRNOS:
+                    raise
+                where = f"{exc.filename}: " if exc.filename else ""
+                print(f"{prefix}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+                return 2
     except MpnasError as exc:
         print(f"{prefix}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted", file=sys.stderr)
-        return 130
     finally:
         distributed.shutdown()

@@ -289,7 +289,7 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise MpnasError(f"override {key}: cannot parse value {raw!r}: {exc}") from None
+            raise MpnasError(f"override {key}: cannot parse value {raw!r}: {yaml_problem(exc)}") from None
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -302,13 +302,24 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
     return from_dict(type(cfg), data)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message (with a caret drawing) as one line: where, and what is wrong."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"at line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+    context = getattr(exc, "context", None)
+    return f"{where}{problem}" + (f" ({context})" if context else "")
+
+
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MpnasError(f"config file {path}: not found")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise MpnasError(f"config file {path}: invalid YAML: {exc}") from None
+        raise MpnasError(f"config file {path}: invalid YAML {yaml_problem(exc)}") from None
+    except UnicodeDecodeError:
+        raise MpnasError(f"config file {path}: not UTF-8 text") from None
     if not isinstance(data, dict):
         raise MpnasError(f"config file {path}: expected a mapping at the top level")
     return data

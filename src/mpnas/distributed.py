@@ -213,7 +213,13 @@ def init(device: str | None) -> World:
     if wants_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=timedelta(minutes=30))
+        # torchrun --max-restarts keeps one store for every attempt, and the first attempt's addresses stay in it:
+        # a restarted rank read a dead rank's address there and hung connecting to it (torch 2.13, gloo). Keys under
+        # a prefix of their own per attempt start every attempt clean.
+        store, rank, size = next(dist.rendezvous("env://"))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(backend, store=dist.PrefixStore(f"/mpnas/attempt_{attempt}", store), rank=rank,
+                                world_size=size, timeout=timedelta(minutes=30))
     _CONTROL["group"] = dist.new_group(backend="gloo") if backend == "nccl" else None
     return world()
 

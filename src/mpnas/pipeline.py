@@ -11,9 +11,16 @@
     DIR/stages.json          which stages finished and their wall times
     DIR/results.json         evaluate: per-domain top-1, parameters, MACs, Jaccard, decathlon score
     DIR/report.md, figures/  report
+    DIR/log.txt              what the console showed, appended by every command run on the directory (`mpnas.console`)
 
 Each stage can run alone (`mpnas search`, `mpnas train`, ...) on the directory the previous one wrote. With
 `resume=True` a finished stage is skipped and an unfinished one continues from its checkpoint, bit for bit.
+
+A command decides what to do with its directory before it computes anything (`open_run`): a finished run or
+stage is never overwritten unless asked (`overwrite`, which removes the old outputs first, so that metrics of
+two runs never mix), an unfinished one is continued only with the same config, and a directory holding no
+checkpoint holds no run. Then every check that can fail (config, device, data, the stages' own checks) runs
+(`check_run`) before the first file is written (`prepare_run_dir`).
 
 Under torchrun only rank 0 writes these files; what the stages decide from them (is a stage finished, is a run
 unfinished) is decided by rank 0 for all (`World.decide`), and each stage ends at a barrier.
@@ -32,7 +39,7 @@ from mpnas.config import RunConfig, dump_yaml, load_yaml, to_dict
 from mpnas.data import DomainSet, load_domains_from_config
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
-from mpnas.io import atomic_write_text, read_json, read_jsonl, write_json
+from mpnas.io import atomic_write_text, make_dir, read_json, read_jsonl, write_json
 from mpnas.nn.merged import MultiPathModel
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import architecture_cost, domain_costs
@@ -41,6 +48,20 @@ from mpnas.space.space import SearchSpace
 
 CONFIG, ARCH, WEIGHTS, RESULTS, STAGES = "config.yaml", "architecture.json", "model.safetensors", "results.json", "stages.json"
 SEARCH_STATE, TRAIN_STATE, METRICS = "search_state.pt", "train_state.pt", "metrics.jsonl"
+DOMAINS, SLIM_TABLE, REPORT, FIGURES, LOG = "domains.json", "slim_table.json", "report.md", "figures", "log.txt"
+STAGES_IN_ORDER = ("search", "train", "evaluate", "report")
+# What each stage writes; `--overwrite` of a stage removes its outputs and those of every later stage.
+OUTPUTS = {"search": (ARCH, SEARCH_STATE), "train": (WEIGHTS, TRAIN_STATE, DOMAINS, SLIM_TABLE),
+           "evaluate": (RESULTS,), "report": (REPORT, FIGURES)}
+TRAIN_ROWS = ("train", "train_eval")  # the `stage` of training's rows in metrics.jsonl; the others are the search's
+
+
+def say(message: str) -> None:
+    """A line for the user on stderr, from rank 0 only (the console, and so log.txt, shows it once)."""
+    import sys
+
+    if world().is_main:
+        print(f"mpnas: {message}", file=sys.stderr, flush=True)
 
 
 def build_space(cfg: RunConfig) -> SearchSpace:
@@ -66,7 +87,7 @@ def apply_threads(cfg: RunConfig) -> None:
 
 def write_config(run_dir: Path, cfg: RunConfig) -> None:
     if world().is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(run_dir)
         atomic_write_text(run_dir / CONFIG, dump_yaml(cfg))
 
 
@@ -101,30 +122,196 @@ def _stage_finished_here(run_dir: Path, stage: str) -> bool:
     return bool(read_json(run_dir / STAGES, "stages file").get(stage, {}).get("finished"))
 
 
+def run_status(run_dir: Path, stage: str = "run") -> str:
+    """"finished", "unfinished" or "none" for `stage` ("run": the whole method, or "search", "train") in `run_dir`.
+
+    Only checkpoints and finished stages count as a run: a directory holding nothing but config.yaml (a command
+    that stopped before computing anything) or a log holds none, so any corrected command may start there."""
+    last = "evaluate" if stage == "run" else stage
+    if not run_dir.is_dir():
+        return "none"
+    if _stage_finished_here(run_dir, last):
+        return "finished"
+    started = {"run": (SEARCH_STATE, TRAIN_STATE, STAGES), "search": (SEARCH_STATE,), "train": (TRAIN_STATE,)}
+    return "unfinished" if any((run_dir / f).is_file() for f in started[stage]) else "none"
+
+
 def unfinished_run(run_dir: Path, stage: str = "evaluate") -> str | None:
     """Why `run_dir` holds a run that started and has not finished `stage` (None: nothing started, or it finished)."""
-    if not run_dir.is_dir() or _stage_finished_here(run_dir, stage):
+    if run_status(run_dir, "run" if stage == "evaluate" else stage) != "unfinished":
         return None
-    started = {"evaluate": (CONFIG, SEARCH_STATE, TRAIN_STATE), "search": (CONFIG, SEARCH_STATE), "train": (TRAIN_STATE,)}
-    if any((run_dir / f).is_file() for f in started[stage]):
-        done = [k for k in ("search", "train") if _stage_finished_here(run_dir, k)]
-        return f"run directory {run_dir} holds an unfinished run (finished stages: {', '.join(done) or 'none'})"
-    return None
+    done = [k for k in ("search", "train") if _stage_finished_here(run_dir, k)]
+    return f"run directory {run_dir} holds an unfinished run (finished stages: {', '.join(done) or 'none'})"
 
 
 def refuse_unfinished(run_dir: Path, resume: bool, stage: str = "evaluate") -> None:
     """A new run must not overwrite an unfinished one: the user continues it with --resume or moves it away."""
     why = world().decide(lambda: unfinished_run(run_dir, stage))
     if why and not resume:
-        raise MpnasError(f"{why}; continue it with --resume, or choose another directory")
+        raise MpnasError(f"{why}; continue it with --resume, start it afresh with --overwrite, or choose another directory")
 
 
-def resume_config(run_dir: Path, threads: int | None = None, device: str | None = None) -> RunConfig:
-    """The config a resumed run continues with: its own, with only the thread count and device changeable."""
+CHANGEABLE = ("threads", "device")  # what a resumed run may change: speed, never the result
+
+
+def config_differences(saved: RunConfig, given: RunConfig) -> list[str]:
+    """Each field (dotted) whose value differs between two configs, with both values, `CHANGEABLE` left out."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and v and k != "weights":
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    a, b = flat(to_dict(saved)), flat(to_dict(given))
+    return [f"{k} (run: {a.get(k)!r}, given: {b.get(k)!r})" for k in sorted(set(a) | set(b))
+            if k not in CHANGEABLE and a.get(k) != b.get(k)]
+
+
+def open_run(run_dir: Path, stage: str, cfg: RunConfig, *, explicit: bool, resume: bool = False,
+             overwrite: bool = False, threads: int | None = None, device: str | None = None) -> tuple[RunConfig, bool]:
+    """The config `stage` ("run", "search" or "train") runs with in `run_dir`, and whether it continues the run
+    there (True) or starts one (False). Reads files only; refuses with the directory named:
+
+    - a finished run or stage, unless `overwrite` (its outputs are then removed by `prepare_run_dir`);
+    - an unfinished one, unless `resume` or `overwrite`;
+    - with `resume`, options (`explicit`: the user gave some) that differ from the saved config, field by field.
+
+    `resume` on a directory that holds no run starts one with `cfg`, so one command both starts and continues a
+    run (a requeued job, `torchrun --max-restarts`). `threads` and `device` (flags, None when not given) may
+    change on a resume: they change the speed, not the result."""
     from dataclasses import replace
 
-    cfg = read_config(run_dir)
-    return replace(cfg, threads=cfg.threads if threads is None else threads, device=device or cfg.device)
+    if resume and overwrite:
+        raise MpnasError("--resume continues the run in the directory and --overwrite replaces it: give one of them")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise MpnasError(f"run directory {run_dir}: exists and is not a directory")
+    status = world().decide(lambda: run_status(run_dir, stage))
+    what = "run" if stage == "run" else f"{stage} stage"
+    if overwrite or status == "none":
+        return cfg, False
+    if not resume:
+        if status == "finished":
+            raise MpnasError(f"run directory {run_dir} holds a finished {what}; pass --overwrite to replace it (its "
+                             "outputs are removed first), or choose another directory")
+        raise MpnasError(f"run directory {run_dir} holds an unfinished {what}; continue it with --resume, start it "
+                         "afresh with --overwrite, or choose another directory")
+    saved = read_config(run_dir)
+    if explicit:
+        diff = config_differences(saved, cfg)
+        if diff:
+            raise MpnasError(f"--resume: the options differ from {run_dir / CONFIG} in {', '.join(diff)}; give the "
+                             "run's own options (or none), or start afresh with --overwrite")
+    return replace(saved, threads=saved.threads if threads is None else threads, device=device or saved.device), True
+
+
+def remove_outputs(run_dir: Path, stage: str) -> None:
+    """`--overwrite`: remove what `stage` ("run", "search" or "train") and every later stage wrote (rank 0). A run
+    or its search loses everything mpnas wrote; training keeps the config and the search's rows of metrics.jsonl."""
+    import shutil
+
+    if not world().is_main or not run_dir.is_dir():
+        return
+    first = "search" if stage == "run" else stage
+    names = [f for s in STAGES_IN_ORDER[STAGES_IN_ORDER.index(first):] for f in OUTPUTS[s]]
+    if first == "search":
+        names += [CONFIG, METRICS, STAGES, LOG]
+    else:
+        drop_metrics(run_dir, TRAIN_ROWS)
+        stages = read_json(run_dir / STAGES, "stages file") if (run_dir / STAGES).is_file() else {}
+        if stages:
+            write_json(run_dir / STAGES, {k: v for k, v in stages.items() if k not in STAGES_IN_ORDER[1:]})
+    try:
+        for name in names:
+            path = run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise MpnasError(f"--overwrite: cannot remove {exc.filename or run_dir}: {exc.strerror or exc}") from None
+
+
+def drop_metrics(run_dir: Path, stages: tuple[str, ...] | None) -> None:
+    """Remove the rows of `stages` (None: every row) from metrics.jsonl: a stage that starts afresh must not leave
+    an earlier attempt's rows mixed with its own."""
+    path = run_dir / METRICS
+    if not world().is_main or not path.is_file():
+        return
+    if stages is None:
+        path.unlink()
+        return
+    kept = [r for r in read_jsonl(path) if r.get("stage") not in stages]
+    import json
+
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def check_run(cfg: RunConfig, stages: tuple[str, ...], run_dir: Path | None = None, progress: bool = True,
+              arch: Architecture | None = None) -> DomainSet:
+    """Every check of `stages` that can fail, before anything is written: threads, device and precision, the
+    space, a writable location, the data (loaded, so decoded into the cache), and each stage's own checks.
+    Returns the loaded domains, so that the stages do not load them again."""
+    import os
+
+    from mpnas.data import MultiDomainLoader
+    from mpnas.search.loop import check_search
+    from mpnas.train.optim import compute_dtype, resolve_device, steps_for
+
+    apply_threads(cfg)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise MpnasError(f"config device: {cfg.device!r} asked for, but this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s)")
+    compute_dtype(cfg.precision, device)
+    space = build_space(cfg)
+    if run_dir is not None:
+        existing = run_dir
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+            raise MpnasError(f"cannot write {run_dir}: {existing} is not writable")
+    domains = load_data(cfg, progress)
+    if "search" in stages:
+        check_search(cfg, domains, space)
+    if "train" in stages:
+        tc = cfg.train
+        if not (tc.from_supernet and tc.finetune_steps == 0):
+            steps_for(tc.finetune_steps if tc.from_supernet else tc.steps, None if tc.from_supernet else tc.epochs,
+                      domains, tc.batch_size, "train")
+        MultiDomainLoader(domains, tc.batch_size, split="train", world=world())
+        if arch is not None and tc.from_supernet and run_dir is not None and not (run_dir / SEARCH_STATE).is_file():
+            raise MpnasError(f"train.from_supernet: {run_dir / SEARCH_STATE} not found (the search's final state); "
+                             f"run `mpnas search` into {run_dir} first")
+    if arch is not None:
+        check_architecture(arch, domains)
+    return domains
+
+
+def check_architecture(arch: Architecture, domains: DomainSet) -> None:
+    """The architecture must be the data's: the same domains in the same order, with the same class counts."""
+    names = domains.names()
+    if list(arch.domains) != names:
+        raise MpnasError(f"architecture domains {arch.domains} differ from the data's {names}; train with the same "
+                         "--data/--domains as search")
+    for d in domains:
+        if arch.num_classes[d.name] != d.num_classes:
+            raise MpnasError(f"domain {d.name}: the architecture has {arch.num_classes[d.name]} classes, the data {d.num_classes}")
+
+
+def prepare_run_dir(run_dir: Path, stage: str, cfg: RunConfig, overwrite: bool = False) -> None:
+    """After `open_run` and `check_run`: remove the old outputs if overwriting, write config.yaml, and start
+    log.txt (the console's lines so far, then the rest as they come: `mpnas.console`)."""
+    from mpnas.console import log_to
+
+    if overwrite:
+        remove_outputs(run_dir, stage)
+    write_config(run_dir, cfg)
+    world().barrier()
+    log_to(run_dir / LOG)
 
 
 def _search_checkpointer(cfg: RunConfig, run_dir: Path, groups: dict[str, list[str]] | None, method: str,
@@ -143,6 +330,27 @@ def _train_checkpointer(cfg: RunConfig, run_dir: Path, arch: Architecture) -> An
                         run_dir / METRICS)
 
 
+def _finished_checkpoint(ckpt: Any) -> dict[str, Any] | None:
+    """What a stage's checkpoint records when it holds this run's finished stage (its final state was written, and
+    the process was killed before the stage was marked finished), else None. Decided by rank 0."""
+
+    def read() -> dict[str, Any] | None:
+        from mpnas.train.checkpoint import FORMAT
+        from mpnas.train.optim import load_checkpoint
+
+        if not ckpt.path.is_file():
+            return None
+        data = load_checkpoint(ckpt.path)
+        if not (isinstance(data, dict) and data.get("format") == FORMAT and data.get("finished")
+                and data.get("fingerprint") == ckpt.fingerprint):
+            return None
+        state = data["state"]
+        return {"elapsed_s": float(data["elapsed_s"]), "best_step": state.get("best_step"),
+                "best_score": state.get("best_score")}
+
+    return world().decide(read)
+
+
 def stage_times(run_dir: Path) -> dict[str, float]:
     if not (run_dir / STAGES).is_file():
         return {}
@@ -158,11 +366,20 @@ def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None
     from mpnas.search.loop import run_search
 
     if resume and stage_finished(run_dir, "search"):
+        say(f"search: finished earlier in {run_dir}, kept ({ARCH})")
         return read_architecture(run_dir)
     apply_threads(cfg)
     write_config(run_dir, cfg)
     domains = domains or load_data(cfg, progress)
     ckpt = _search_checkpointer(cfg, run_dir, groups, method, domains)
+    done = resume and (run_dir / ARCH).is_file() and _finished_checkpoint(ckpt)
+    if done:  # killed after its final state was written, before the stage was marked
+        mark_stage(run_dir, "search", done["elapsed_s"])
+        say(f"search: finished earlier in {run_dir}, kept ({ARCH})")
+        world().barrier()
+        return read_architecture(run_dir)
+    if not (resume and ckpt.path.is_file()):
+        drop_metrics(run_dir, None)  # rows an attempt logged before its first checkpoint
     arch, state = run_search(cfg, domains, build_space(cfg), run_dir, groups=groups, progress=progress,
                              checkpointer=ckpt, resume=resume)
     arch.meta["method"] = method
@@ -186,14 +403,24 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
     apply_threads(cfg)
     arch = arch or read_architecture(run_dir)
     if resume and stage_finished(run_dir, "train"):
+        say(f"train: finished earlier in {run_dir}, kept ({WEIGHTS})")
         return load_trained_model(cfg, run_dir, arch)
     domains = domains or load_data(cfg, progress)
     ckpt = _train_checkpointer(cfg, run_dir, arch)
-    model, state = train_architecture(cfg, domains, arch, run_dir / WEIGHTS, progress=progress, checkpointer=ckpt,
-                                      resume=resume, supernet_from=supernet_from)
-    if world().is_main:
-        write_domain_info(run_dir, domains)
-    ckpt.save(state.step, state.state_dict(), finished=True)
+    done = resume and (run_dir / DOMAINS).is_file() and _finished_checkpoint(ckpt)
+    if done:  # killed after its final state was written, before the stage was marked (e.g. while profiling)
+        say(f"train: finished earlier in {run_dir}, kept ({WEIGHTS})")
+        model = load_trained_model(cfg, run_dir, arch)
+        best_step, best_score, elapsed = done["best_step"], done["best_score"], done["elapsed_s"]
+    else:
+        if not (resume and ckpt.path.is_file()):
+            drop_metrics(run_dir, TRAIN_ROWS)  # rows an attempt logged before its first checkpoint
+        model, state = train_architecture(cfg, domains, arch, run_dir / WEIGHTS, progress=progress, checkpointer=ckpt,
+                                          resume=resume, supernet_from=supernet_from)
+        if world().is_main:
+            write_domain_info(run_dir, domains)
+        ckpt.save(state.step, state.state_dict(), finished=True)
+        best_step, best_score, elapsed = state.best_step, state.best_score, None
     info: dict[str, Any] = {}
     if cfg.train.slimmable:
         from mpnas.train.slimmable import profile
@@ -201,7 +428,8 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
         t0 = time.perf_counter()
         profile(model, domains, cfg, run_dir)
         info["profile_s"] = round(time.perf_counter() - t0, 1)
-    mark_stage(run_dir, "train", ckpt.elapsed(), best_step=state.best_step, best_val_mean_top1=state.best_score, **info)
+    mark_stage(run_dir, "train", ckpt.elapsed() if elapsed is None else elapsed, best_step=best_step,
+               best_val_mean_top1=best_score, **info)
     world().barrier()
     return model
 
@@ -307,7 +535,11 @@ def stage_report(run_dir: Path) -> Path:
 
     if not world().is_main:  # the figures are drawn by rank 0 alone
         return run_dir / REPORT
-    return write_report(run_dir)
+    t0 = time.perf_counter()
+    path = write_report(run_dir)
+    if (run_dir / STAGES).is_file():
+        mark_stage(run_dir, "report", time.perf_counter() - t0)
+    return path
 
 
 def plan_run(cfg: RunConfig, repeats: int = 3) -> dict[str, Any]:
@@ -339,15 +571,22 @@ def plan_run(cfg: RunConfig, repeats: int = 3) -> dict[str, Any]:
                              if cfg.search.final_candidates > 1 else "evaluation and report (seconds)")}
 
 
-def run_all(cfg: RunConfig, run_dir: Path, progress: bool = True, resume: bool = False) -> dict[str, Any]:
-    """Search, train, evaluate and report; with `resume`, finished stages are kept and the others continue."""
-    refuse_unfinished(run_dir, resume)
-    apply_threads(cfg)
-    write_config(run_dir, cfg)
-    domains = load_data(cfg, progress)
-    stage_search(cfg, run_dir, domains, progress, resume=resume)
-    model = stage_train(cfg, run_dir, domains, progress, resume=resume)
-    results = stage_evaluate(cfg, run_dir, domains, model)
-    if world().is_main:
+def run_all(cfg: RunConfig, run_dir: Path, progress: bool = True, resume: bool = False, overwrite: bool = False,
+            domains: DomainSet | None = None) -> dict[str, Any]:
+    """Search, train, evaluate and report; with `resume`, finished stages are kept and the others continue.
+    `overwrite` removes a previous run's outputs first. Whether to start, continue or refuse is `open_run`'s
+    decision (the CLI's); called directly, this refuses an unfinished run without `resume` or `overwrite`."""
+    if not resume and not overwrite:
+        refuse_unfinished(run_dir, resume)
+    domains = domains or check_run(cfg, ("search", "train"), run_dir, progress)
+    prepare_run_dir(run_dir, "run", cfg, overwrite)
+    if resume and stage_finished(run_dir, "evaluate") and (run_dir / RESULTS).is_file():
+        say(f"run: finished earlier in {run_dir}; nothing to continue")
+        results = read_json(run_dir / RESULTS, "results file")
+    else:
+        stage_search(cfg, run_dir, domains, progress, resume=resume)
+        model = stage_train(cfg, run_dir, domains, progress, resume=resume)
+        results = stage_evaluate(cfg, run_dir, domains, model)
+    if world().is_main and not (resume and (run_dir / REPORT).is_file() and _stage_finished_here(run_dir, "report")):
         stage_report(run_dir)
     return results

@@ -98,3 +98,30 @@ def test_corrupt_image_skipped(folder_root, tmp_path, capsys):
     shapes = load(folder_root, tmp_path, skip_bad_images=True)["shapes"]
     assert shapes.splits["train"].labels.bincount().tolist() == [4, 3, 4]
     assert "domain 'shapes': skipped 1 corrupt image(s) (train 1)" in capsys.readouterr().err
+
+
+def test_a_corrupt_file_carved_into_val_is_reported_in_its_train_folder(folder_root, tmp_path):
+    """pets has no val/ folder: a corrupt file of train/ that the seed carved into val is named with the split
+    whose folder holds it, not as "split val" (there is no such folder to look in)."""
+    from mpnas.data.folder import FolderSource
+
+    _, items = FolderSource(folder_root).items("pets", 0)
+    carved = items["val"][0].path
+    assert carved.parent.parent.name == "train"
+    carved.write_text("not a png")
+    with pytest.raises(MpnasError, match=r"domain 'pets', split train \(carved into val\): file .*: corrupt image"):
+        load(folder_root, tmp_path)
+
+
+def test_a_class_too_small_for_every_split_is_named_in_a_warning(tmp_path, capsys):
+    """A class of one image is carved into train only: it trains a classifier output that no validation or test
+    image ever measures; the load says so, naming the class and its counts."""
+    root = tmp_path / "data"
+    for cls, n in (("many", 8), ("lonely", 1)):
+        for k in range(n):
+            write_image(root / "d" / "train" / cls / f"{k}.png", (40 * k % 255, 80, 20), (12, 12))
+    ds = load(root, tmp_path)
+    assert ds["d"].splits["val"].labels.bincount(minlength=2).tolist()[ds["d"].class_names.index("lonely")] == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: domain 'd'" in err and "'lonely' (train 1, val 0)" in err
+    assert "'many'" not in err

@@ -141,3 +141,32 @@ def test_sigterm_to_one_rank_stops_both_then_resume_is_bit_identical(two_process
 
     wa, wb = load_file(out / "model.safetensors"), load_file(two_process_run / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the worker processes through /proc")
+def test_elastic_restart_after_a_killed_worker_equals_an_uninterrupted_run(two_process_run, dist_cfg, tmp_path):
+    """torchrun --max-restarts 1 runs one fixed command again after a worker dies: with --resume that command
+    starts the run the first time and continues it from its checkpoint the second."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--max-restarts", "1",
+           "-m", "mpnas", "run", "--config", str(dist_cfg), "--budget", "quick", "--out", str(out), "--quiet", "--resume"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not logged(out, "train", 4):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
+        time.sleep(0.005)
+    os.kill(_rank_pids(proc.pid)[1], signal.SIGKILL)  # a worker dies without writing anything
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "train: resuming after step" in err  # the restarted workers continued, not started over
+    for f in ("results.json", "architecture.json"):
+        a, b = json.loads((out / f).read_text()), json.loads((two_process_run / f).read_text())
+        for d in (a, b):
+            d.pop("wall_time_s", None)
+            d.get("meta", {}).pop("wall_time_s", None)
+        assert a == b, f
+    assert (out / "metrics.jsonl").read_text() == (two_process_run / "metrics.jsonl").read_text()
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(out / "model.safetensors"), load_file(two_process_run / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

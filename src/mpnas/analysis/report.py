@@ -25,7 +25,7 @@ from mpnas.space.arch import Architecture
 
 ARCH, RESULTS, METRICS, CONFIG, REPORT, FIGURES, SLIM_TABLE = (
     "architecture.json", "results.json", "metrics.jsonl", "config.yaml", "report.md", "figures", "slim_table.json")
-_PRODUCERS = {ARCH: "mpnas search", RESULTS: "mpnas evaluate"}
+_PRODUCERS = {ARCH: "mpnas search --out", RESULTS: "mpnas evaluate --run"}  # each with the run directory
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def write_report(run_dir: str | Path) -> Path:
     absent = [name for name in (ARCH, RESULTS) if not (run_dir / name).is_file()]
     if absent:
         raise MpnasError(f"report for run directory {run_dir}: " + "; ".join(
-            f"no {name} (written by `{_PRODUCERS[name]} --out {run_dir}`)" for name in absent))
+            f"no {name} (written by `{_PRODUCERS[name]} {run_dir}`)" for name in absent))
     arch = Architecture.load(run_dir / ARCH)
     results = _read_results(run_dir / RESULTS)
     rows = [r for r in read_jsonl(run_dir / METRICS) if isinstance(r, dict)]

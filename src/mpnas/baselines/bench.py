@@ -31,9 +31,10 @@ from mpnas.baselines.methods import METHODS, NEEDS, average_results, retrain_wit
 from mpnas.baselines.tables import LOSS_VARIANTS, front_name, write_bench
 from mpnas.baselines.tables import finished as _finished_here
 from mpnas.config import RunConfig
+from mpnas.console import log_to
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
-from mpnas.io import write_json
+from mpnas.io import make_dir, write_json
 from mpnas.pipeline import RESULTS, apply_threads, load_data
 from mpnas.search.rewards import DEFAULT_BETA
 
@@ -125,7 +126,8 @@ def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Pat
     if ablate not in (None, "loss"):
         raise MpnasError(f"--ablate: {ablate!r} unknown; the only ablation is 'loss'")
     apply_threads(cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
+    log_to(out / "log.txt")  # the bench's console, with every run's progress, in its directory
     seeds = list(seeds)
     for m in list(methods):
         if m in NEEDS and NEEDS[m] not in methods:

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 
 from mpnas.data.domain import Split
 from mpnas.errors import MpnasError
-from mpnas.io import read_json, write_json
+from mpnas.io import make_temp_dir, read_json, write_json
 
 FORMAT = 1
 _CHUNK = 4096  # images per chunk when streaming through a possibly huge array
@@ -163,10 +162,10 @@ def cached(root: Path, name: str, key: str, build: Callable[[EntryWriter], list[
             print(f"mpnas: cache entry {final} unreadable ({exc}); rebuilding it", file=sys.stderr)
             shutil.rmtree(final, ignore_errors=True)
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-building-"))
-    except OSError as exc:
-        raise MpnasError(f"cache directory {root}: cannot write ({exc.strerror or exc})") from None
+        # A plain mkdir's mode, not mkdtemp's 0700: a cache shared between users must stay readable by them.
+        tmp = make_temp_dir(root, f".{name}-building-")
+    except MpnasError as exc:
+        raise MpnasError(f"cache directory {root}: {exc}") from None
     try:
         writer = EntryWriter(tmp)
         class_names = build(writer)

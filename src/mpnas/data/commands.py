@@ -14,7 +14,8 @@ from mpnas.data.sources import load_domains
 
 def _load(args: argparse.Namespace) -> DomainSet:
     names = [n.strip() for n in args.domains.split(",") if n.strip()] if args.domains else None
-    return load_domains(args.data, names, args.resolution or 32, skip_bad_images=args.skip_bad_images,
+    resolution = 32 if args.resolution is None else args.resolution  # 0 is refused like everywhere, not read as "unset"
+    return load_domains(args.data, names, resolution, skip_bad_images=args.skip_bad_images,
                         cache_dir=args.cache_dir, progress=sys.stderr.isatty())
 
 

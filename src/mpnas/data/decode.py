@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from mpnas.console import progress as console_progress
 from mpnas.data.cache import EntryWriter, LoadOptions, cached, content_key, entry_name, report_skipped
 from mpnas.data.domain import AugmentSpec, Domain
-from mpnas.data.images import BadImage, decode_square
+from mpnas.data.images import BadImage, UnsupportedImage, decode_square
 from mpnas.errors import MpnasError
 
 _CHUNK = 256  # items handed to the pool at once: bounded memory for a million-image domain
-VERSION = 1  # bump when decoding changes, so old cache entries are not reused
+VERSION = 2  # bump when decoding changes, so old cache entries are not reused (2: 16-bit range, transparency)
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,16 @@ class Item:
     label: int | None
     ref: str  # how error messages name it: "image id 7, file data/x/1.png" or a path
     ident: int | None = None  # the source's image id, kept for submissions
+    # The split whose folder holds the file, when the file is used in another one (a val split carved from train):
+    # an error names the folder the user has to look in.
+    folder_split: str | None = None
+
+
+def where(domain: str, split: str, item: Item) -> str:
+    """How an error locates `item`: the domain and the split its file lives in."""
+    if item.folder_split and item.folder_split != split:
+        return f"domain {domain!r}, split {item.folder_split} (carved into {split})"
+    return f"domain {domain!r}, split {split}"
 
 
 def fingerprint(domain: str, items: dict[str, Sequence[Item]]) -> str:
@@ -46,7 +55,7 @@ def fingerprint(domain: str, items: dict[str, Sequence[Item]]) -> str:
             except OSError:
                 st = None
             if st is None or not stat.S_ISREG(st.st_mode):
-                raise MpnasError(f"domain {domain!r}, split {split}: {item.ref}: image file not found at {item.path}")
+                raise MpnasError(f"{where(domain, split, item)}: {item.ref}: image file not found at {item.path}")
             h.update(f"{split}\t{item.path}\t{item.label}\t{item.ident}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
@@ -68,9 +77,7 @@ def decode_items(writer: EntryWriter, domain: str, items: dict[str, Sequence[Ite
     """Decode every split of one domain into `writer`; corrupt files raise, or are skipped and counted."""
     workers = min(8, 2 * (os.cpu_count() or 1))
     total = sum(len(v) for v in items.values())
-    with ThreadPoolExecutor(workers) as pool, tqdm(
-        total=total, desc=f"decoding {domain}", unit="img", file=sys.stderr, disable=not progress, leave=False
-    ) as bar:
+    with ThreadPoolExecutor(workers) as pool, console_progress(total, f"decoding {domain}", progress, "img", leave=False) as bar:
         for split, split_items in items.items():
             out = writer.new_images(split, len(split_items), resolution)
             labels: list[int] = []
@@ -80,8 +87,9 @@ def decode_items(writer: EntryWriter, domain: str, items: dict[str, Sequence[Ite
                 for item, result in zip(chunk, pool.map(_decode, [(i.path, resolution) for i in chunk])):
                     if isinstance(result, BadImage):
                         if not skip_bad_images:
+                            what = "unsupported image" if isinstance(result, UnsupportedImage) else "corrupt image"
                             raise MpnasError(
-                                f"domain {domain!r}, split {split}: {item.ref}: corrupt image ({result}); "
+                                f"{where(domain, split, item)}: {item.ref}: {what} ({result}); "
                                 "pass --skip-bad-images to leave such files out"
                             )
                         continue

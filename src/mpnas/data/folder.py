@@ -10,6 +10,7 @@ Files whose suffix is not an image suffix (README, .DS_Store ...) are ignored; h
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -125,4 +126,5 @@ class FolderSource(FileSource):
 def _carve(train: Sequence[Item], gen: torch.Generator) -> tuple[list[Item], list[Item]]:
     labels = torch.tensor([item.label for item in train])
     parts = stratified_split(labels, {"train": 1 - VAL_FRACTION, "val": VAL_FRACTION}, gen)
-    return [train[i] for i in parts["train"].tolist()], [train[i] for i in parts["val"].tolist()]
+    carved = [replace(train[i], folder_split="train") for i in parts["val"].tolist()]
+    return [train[i] for i in parts["train"].tolist()], carved

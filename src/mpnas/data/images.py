@@ -16,10 +16,58 @@ class BadImage(Exception):
     """A file that exists but does not decode; callers turn it into an MpnasError or a skip."""
 
 
+class UnsupportedImage(BadImage):
+    """A picture that decodes but has no faithful 8-bit RGB form (e.g. float pixels outside 0..1)."""
+
+
+_SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+_ALPHA = frozenset({"LA", "PA", "RGBA", "RGBa"})
+BACKGROUND = (255, 255, 255)  # what transparent pixels are composited over
+
+
+def _grey8(values: np.ndarray, full_scale: float) -> Image.Image:
+    """Grey values on a 0..full_scale range to 8-bit, rounded: 0 stays 0 and full_scale becomes 255."""
+    scaled = np.rint(values.astype(np.float64) * (255.0 / full_scale))
+    return Image.fromarray(scaled.clip(0, 255).astype(np.uint8), "L")
+
+
+def to_rgb8(im: Image.Image) -> Image.Image:
+    """Any picture Pillow opens as 8-bit RGB over its whole range, or `UnsupportedImage`.
+
+    Pillow's own `convert("RGB")` clips 16-bit and 32-bit grey to 255 (a 0..65535 gradient comes out 99% white)
+    and drops transparency, leaving whatever colour the encoder stored under it. Here 16-bit grey ("I;16*", and
+    "I", how 16-bit files open in some Pillow versions) is scaled from 0..65535, float grey ("F") from 0..1, and
+    anything with transparency (alpha modes, palette or grey with a transparent colour) is composited over white,
+    as a viewer shows it. Values that have no such range (negative, NaN, above it) are refused rather than guessed.
+    """
+    mode = im.mode
+    if mode in _SIXTEEN_BIT or mode == "I":
+        values = np.asarray(im)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise UnsupportedImage(f"32-bit integer pixels outside 0..65535 (mode {mode})")
+        im = _grey8(values, 65535.0)
+    elif mode == "F":
+        values = np.asarray(im)
+        if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+            raise UnsupportedImage("floating-point pixels outside 0..1 (mode F)")
+        im = _grey8(values, 1.0)
+    if im.mode in _ALPHA or "transparency" in im.info:
+        try:
+            rgba = im.convert("RGBA")
+        except ValueError as exc:
+            raise UnsupportedImage(f"mode {mode}: {exc}") from None
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba).convert("RGB")
+    try:
+        return im.convert("RGB")
+    except ValueError as exc:
+        raise UnsupportedImage(f"mode {mode}: {exc}") from None
+
+
 def square_pil(im: Image.Image, resolution: int) -> np.ndarray:
-    """A decoded picture to a 3 x R x R uint8 array: upright (EXIF), RGB, shorter side resized to R (bilinear,
-    antialiased), then centre-cropped. The one preprocessing rule of training, evaluation and `predict`."""
-    im = ImageOps.exif_transpose(im).convert("RGB")
+    """A decoded picture to a 3 x R x R uint8 array: upright (EXIF), 8-bit RGB (`to_rgb8`), shorter side resized
+    to R (bilinear, antialiased), then centre-cropped. The one preprocessing rule of training, evaluation and
+    `predict`."""
+    im = to_rgb8(ImageOps.exif_transpose(im))
     w, h = im.size
     if w < 1 or h < 1:
         raise BadImage("empty image")

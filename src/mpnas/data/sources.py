@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
+from mpnas.console import progress as console_progress
 
 from mpnas.config import DataConfig
 from mpnas.data.builtin import BuiltinSource
 from mpnas.data.cache import LoadOptions, cache_root
 from mpnas.data.decathlon import DecathlonSource
-from mpnas.data.domain import DomainSet
+from mpnas.data.domain import Domain, DomainSet
 from mpnas.data.folder import FolderSource
 from mpnas.errors import MpnasError
 
@@ -60,11 +60,35 @@ def load_domains(spec: str = "builtin", domains: list[str] | None = None, resolu
     opts = LoadOptions(resolution, seed, skip_bad_images, cache_root(cache_dir), progress)
     loaded = []
     # `delay` keeps the bar hidden when everything comes from the cache in a blink.
-    with tqdm(names, desc="loading domains", unit="domain", file=sys.stderr, disable=not progress, delay=1.0) as bar:
+    with console_progress(desc="loading domains", enabled=progress, unit="domain", delay=1.0, iterable=names) as bar:
         for name in bar:
             bar.set_postfix_str(name, refresh=False)
             loaded.append(source.load(name, opts))
+    for domain in loaded:
+        warn_thin_classes(domain)
     return DomainSet(spec, loaded)
+
+
+def thin_classes(domain: Domain) -> dict[str, dict[str, int]]:
+    """Classes missing from a labelled split of `domain`, with their image count in each labelled split."""
+    counts = {s: split.labels.bincount(minlength=domain.num_classes).tolist()
+              for s, split in domain.splits.items() if split.labelled and split.labels is not None}
+    return {c: {s: n[i] for s, n in counts.items()} for i, c in enumerate(domain.class_names)
+            if any(n[i] == 0 for n in counts.values())}
+
+
+def warn_thin_classes(domain: Domain) -> None:
+    """A class with too few images for every split (one image: trained on, never validated or tested) still
+    trains a classifier output; say so, naming it, rather than report accuracies that never saw it."""
+    from mpnas.distributed import world
+
+    thin = thin_classes(domain)
+    if not thin or not world().is_main:
+        return
+    shown = "; ".join(f"{c!r} ({', '.join(f'{s} {n}' for s, n in splits.items())})" for c, splits in list(thin.items())[:5])
+    more = f" and {len(thin) - 5} more" if len(thin) > 5 else ""
+    print(f"mpnas: warning: domain {domain.name!r}: class(es) with no images in a split: {shown}{more}; their accuracy "
+          "is not measured there (add images to them)", file=sys.stderr)
 
 
 def load_domains_from_config(cfg: DataConfig, progress: bool = True) -> DomainSet:

@@ -182,6 +182,7 @@ def export_run(run_dir: Path, out: Path, int8: bool = False, domains: DomainSet 
         from mpnas.deploy.pte import need_executorch
 
         need_executorch()
+    from mpnas.io import check_writable
     from mpnas.pipeline import load_data, load_trained_model, read_config
     from mpnas.space.cost import architecture_cost, domain_costs
     from mpnas.train.trainer import evaluate
@@ -210,6 +211,7 @@ def export_run(run_dir: Path, out: Path, int8: bool = False, domains: DomainSet 
                                 "layout": "NCHW, RGB, float32", "domains": {}}
     if widths is not None:
         manifest["widths"] = {"config": str(widths_config), "multipliers": widths.to_dict()}
+    check_writable(out)  # a read-only or misplaced --out fails here, before the first file, as one line
     files_bytes = 0
     for dom in domains:
         name = dom.name

@@ -1,10 +1,13 @@
 """`mpnas.load(run_dir)`: a trained run as a classifier of new images, with the run's own preprocessing.
 
     model = mpnas.load("runs/builtin")
-    model.predict([Image.open("seven.png")], "mnist")    # [[("7", 0.93), ("1", 0.02), ...]]
+    model.predict("seven.png", "mnist")                  # [("7", 0.93), ("1", 0.02), ("4", 0.01)]
+    model.predict([Image.open("seven.png")], "mnist", k=1)   # [[("7", 0.93)]]
     net = model.extract("mnist")                         # a plain nn.Module: 3 x R x R normalised -> logits
 
-Images may be PIL images, uint8 arrays (H x W or H x W x 3/4) or file paths; each is made upright, resized so its
+`predict(images, domain, k=3)` takes one image (then it returns that image's list) or a list of them. An image is a
+file path, a PIL image, an array in numpy's layout (H x W or H x W x C; uint8, uint16, bool, or float in 0..1) or
+a tensor in torch's (H x W or C x H x W); a 4-d array or tensor is a batch. Each is made upright, resized so its
 shorter side is the run's resolution and centre-cropped (`mpnas.data.images.square_pil`, the rule training data
 went through), then normalised with the domain's statistics.
 """
@@ -19,17 +22,72 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from mpnas import DEFAULT_TOP_K
 from mpnas.data.augment import normalize
 from mpnas.data.images import IMAGE_SUFFIXES, BadImage, decode_square, square_pil
 from mpnas.deploy.info import DomainInfo, read_domain_info
 from mpnas.errors import MpnasError
 from mpnas.nn.merged import MultiPathModel
 
-ImageLike = Any  # PIL.Image.Image | np.ndarray | str | Path
+ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
+Prediction = list[tuple[str, float]]  # one image's top k: (class name, probability), most likely first
+
+_ARRAY_LAYOUT = ("uint8 (0..255), uint16 (0..65535), bool or float (0..1) arrays shaped H x W or H x W x C (C = 1, 3 "
+                 "or 4), tensors shaped H x W or C x H x W")
+
+
+def is_single(images: Any) -> bool:
+    """Whether `images` is one image rather than a sequence of them: a path, a PIL image, or an array or tensor
+    of at most three dimensions (a 4-d array or tensor is a batch)."""
+    if isinstance(images, (str, Path, Image.Image)):
+        return True
+    if isinstance(images, (np.ndarray, torch.Tensor)):
+        return images.ndim <= 3
+    return False
+
+
+def as_list(images: Any) -> list[ImageLike]:
+    """One image or a sequence of them as a list (a 4-d array or tensor split along its first axis)."""
+    if is_single(images):
+        return [images]
+    if isinstance(images, (np.ndarray, torch.Tensor)):
+        return list(images)
+    try:
+        return list(images)
+    except TypeError:
+        raise MpnasError(f"cannot classify a {type(images).__name__}: give one image or a list of paths, PIL images, "
+                         "arrays or tensors") from None
+
+
+def _uint8(values: np.ndarray) -> np.ndarray:
+    """An array's values on their type's range as uint8 (uint16 from 0..65535, bool and float from 0..1)."""
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype == np.bool_:
+        return values.astype(np.uint8) * 255
+    if values.dtype == np.uint16:
+        return np.rint(values.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+    if np.issubdtype(values.dtype, np.floating):
+        if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+            raise MpnasError(f"image array of dtype {values.dtype}: float values must lie in 0..1, got "
+                             f"{np.nanmin(values):.4g}..{np.nanmax(values):.4g}")
+        return np.rint(values.astype(np.float64) * 255.0).astype(np.uint8)
+    raise MpnasError(f"image array of dtype {values.dtype}: expected {_ARRAY_LAYOUT}")
+
+
+def _array_image(values: np.ndarray) -> Image.Image:
+    """H x W or H x W x C values (numpy's and PIL's layout) as a PIL image."""
+    if values.ndim == 3 and values.shape[2] == 1:
+        values = values[..., 0]
+    if values.ndim not in (2, 3) or (values.ndim == 3 and values.shape[2] not in (3, 4)) or 0 in values.shape:
+        raise MpnasError(f"image array of shape {tuple(values.shape)}: expected {_ARRAY_LAYOUT}")
+    values = np.ascontiguousarray(_uint8(values))
+    return Image.fromarray(values, "L" if values.ndim == 2 else ("RGB" if values.shape[2] == 3 else "RGBA"))
 
 
 def to_square(image: ImageLike, resolution: int) -> np.ndarray:
-    """One image of any accepted kind to the run's 3 x R x R uint8 square."""
+    """One image of any accepted kind to the run's 3 x R x R uint8 square: a file path, a PIL image, an array in
+    numpy's layout (H x W or H x W x C) or a tensor in torch's (H x W or C x H x W), as `_ARRAY_LAYOUT` says."""
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
@@ -38,13 +96,17 @@ def to_square(image: ImageLike, resolution: int) -> np.ndarray:
             return decode_square(path, resolution)
         except BadImage as exc:
             raise MpnasError(f"image {path}: not a readable image ({exc})") from None
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-            raise MpnasError(f"image array of shape {image.shape} and dtype {image.dtype}: expected uint8 H x W or H x W x 3")
-        image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+    if isinstance(image, torch.Tensor):
+        values = image.detach().cpu().numpy()
+        image = _array_image(values.transpose(1, 2, 0) if values.ndim == 3 else values)
+    elif isinstance(image, np.ndarray):
+        image = _array_image(image)
     if not isinstance(image, Image.Image):
-        raise MpnasError(f"cannot classify a {type(image).__name__}: give PIL images, uint8 arrays or file paths")
-    return square_pil(image, resolution)
+        raise MpnasError(f"cannot classify a {type(image).__name__}: give file paths, PIL images, arrays or tensors")
+    try:
+        return square_pil(image, resolution)
+    except BadImage as exc:
+        raise MpnasError(f"image of mode {image.mode}: cannot be used ({exc})") from None
 
 
 def normalise(squares: np.ndarray, info: DomainInfo) -> Tensor:
@@ -93,13 +155,20 @@ class Predictor:
             raise MpnasError(f"domain {domain!r} unknown; this model has {', '.join(self.infos)}")
         return self.infos[domain]
 
-    def preprocess(self, images: Sequence[ImageLike], domain: str) -> Tensor:
+    def preprocess(self, images: ImageLike | Sequence[ImageLike], domain: str) -> Tensor:
+        """N x 3 x R x R normalised input of the domain's network (N = 1 for a single image)."""
         info = self.info(domain)
+        images = as_list(images)
+        if not images:
+            return torch.zeros((0, 3, info.resolution, info.resolution))
         return normalise(np.stack([to_square(im, info.resolution) for im in images]), info)
 
     @torch.no_grad()
-    def probabilities(self, images: Sequence[ImageLike], domain: str) -> np.ndarray:
-        """N x C class probabilities, in the order of `info(domain).classes`."""
+    def probabilities(self, images: ImageLike | Sequence[ImageLike], domain: str) -> np.ndarray:
+        """Class probabilities in the order of `info(domain).classes`: C for one image, N x C for a list."""
+        if is_single(images):
+            return self.probabilities([images], domain)[0]
+        images = as_list(images)
         info = self.info(domain)
         if len(images) == 0:
             return np.zeros((0, len(info.classes)), np.float32)
@@ -110,9 +179,11 @@ class Predictor:
             out.append(torch.softmax(self.model(x, domain).float(), 1).cpu().numpy())
         return np.concatenate(out)
 
-    def predict(self, images: Sequence[ImageLike], domain: str, top_k_: int = 5) -> list[list[tuple[str, float]]]:
-        """Per image, the `top_k_` most likely classes as (name, probability)."""
-        return top_k(self.probabilities(images, domain), self.info(domain).classes, top_k_)
+    def predict(self, images: ImageLike | Sequence[ImageLike], domain: str,
+                k: int = DEFAULT_TOP_K) -> Prediction | list[Prediction]:
+        """The `k` most likely classes as (name, probability): for one image its list, for a list of images one
+        list per image. An image is a path, a PIL image, an array or a tensor (`to_square`)."""
+        return _predict(self, images, domain, k)
 
     def extract(self, domain: str) -> nn.Module:
         """The domain's path as a plain network with its weights, in eval mode (input: normalised 3 x R x R)."""
@@ -123,7 +194,7 @@ class Predictor:
 class ExportedPredictor:
     """An export directory's ONNX files run by onnxruntime, fed from its manifest alone (what an app does)."""
 
-    def __init__(self, export_dir: str | Path, int8: bool = False, batch_size: int = 64) -> None:
+    def __init__(self, export_dir: str | Path, int8: bool = False, batch_size: int = 64, threads: int | None = None) -> None:
         from mpnas.deploy.export import FORMAT
         from mpnas.io import read_json
 
@@ -134,6 +205,7 @@ class ExportedPredictor:
         self.manifest = manifest
         self.int8 = int8
         self.batch_size = batch_size
+        self.threads = threads
         self._sessions: dict[str, Any] = {}
 
     @property
@@ -154,10 +226,14 @@ class ExportedPredictor:
             key = "onnx_int8" if self.int8 else "onnx"
             if key not in e:
                 raise MpnasError(f"export {self.dir}: no int8 file for domain {domain} (export with --int8)")
-            self._sessions[domain] = session(self.dir / e[key])
+            self._sessions[domain] = session(self.dir / e[key], self.threads)
         return self._sessions[domain]
 
-    def probabilities(self, images: Sequence[ImageLike], domain: str) -> np.ndarray:
+    def probabilities(self, images: ImageLike | Sequence[ImageLike], domain: str) -> np.ndarray:
+        """As `Predictor.probabilities`, computed by onnxruntime."""
+        if is_single(images):
+            return self.probabilities([images], domain)[0]
+        images = as_list(images)
         info = self.info(domain)
         sess = self._session(domain)
         out = []
@@ -171,8 +247,20 @@ class ExportedPredictor:
             out.append(e / e.sum(1, keepdims=True))
         return np.concatenate(out) if out else np.zeros((0, len(info.classes)), np.float32)
 
-    def predict(self, images: Sequence[ImageLike], domain: str, top_k_: int = 5) -> list[list[tuple[str, float]]]:
-        return top_k(self.probabilities(images, domain), self.info(domain).classes, top_k_)
+    def predict(self, images: ImageLike | Sequence[ImageLike], domain: str,
+                k: int = DEFAULT_TOP_K) -> Prediction | list[Prediction]:
+        """As `Predictor.predict`, computed by onnxruntime."""
+        return _predict(self, images, domain, k)
+
+
+def _predict(model: Predictor | ExportedPredictor, images: ImageLike | Sequence[ImageLike], domain: str,
+             k: int) -> Prediction | list[Prediction]:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise MpnasError(f"predict: k must be an integer >= 1, got {k!r}")
+    classes = model.info(domain).classes
+    if is_single(images):
+        return top_k(model.probabilities([images], domain), classes, int(k))[0]
+    return top_k(model.probabilities(images, domain), classes, int(k))
 
 
 def load(run_dir: str | Path, device: str = "cpu") -> Predictor:

@@ -183,6 +183,16 @@ def run_search(
     return arch, state
 
 
+def check_search(cfg: RunConfig, domains: DomainSet, space: SearchSpace) -> None:
+    """What `run_search` would refuse about its config and data, checked before a run directory is written:
+    step counts, the latency table, the cost targets, batch sizes that must divide among the processes."""
+    sc = cfg.search
+    steps_for(sc.steps, sc.epochs, domains, sc.batch_size, "search")
+    _targets(sc.t0, space, domains.names(), CostModel(space, {d.name: d.num_classes for d in domains}, sc.latency_table))
+    MultiDomainLoader(domains, sc.batch_size, split="train", world=world())
+    MultiDomainLoader(domains, sc.val_batch_size or 4 * sc.batch_size, split="val", augment=False, world=world())
+
+
 def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: dict[str, list[str]], steps: int,
                device: torch.device) -> SearchState:
     """A fresh search state: supernet, optimisers, controllers, loaders and generators, all seeded from the config."""

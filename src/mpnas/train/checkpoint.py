@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -117,6 +118,9 @@ class Checkpointer:
         if self.ranks.is_main and self.metrics is not None and self.metrics.is_file():
             with open(self.metrics, "r+b") as f:
                 f.truncate(int(ckpt["metrics_bytes"]))
+        if self.ranks.is_main:  # where it continues, on the console and in log.txt
+            print(f"mpnas: {self.stage}: resuming after step {int(ckpt['step'])} from {self.path}", file=sys.stderr,
+                  flush=True)
         return int(ckpt["step"])
 
     def save(self, step: int, state: dict[str, Any], finished: bool = False) -> None:

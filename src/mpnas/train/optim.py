@@ -161,7 +161,7 @@ def check_finite(losses: torch.Tensor, names: list[str], step: int, stage: str) 
 
 
 def progress_bar(total: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr with rate and ETA (tqdm is imported here to keep `import mpnas` light)."""
-    from tqdm import tqdm
+    """A tqdm bar on stderr with rate and ETA, or plain lines when stderr is not a terminal (`mpnas.console`)."""
+    from mpnas.console import progress
 
-    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True, leave=True)
+    return progress(total, desc, enabled)
