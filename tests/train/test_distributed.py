@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from mpnas.config import apply_overrides, dump_yaml
 from runlog import logged
@@ -130,17 +131,7 @@ def test_sigterm_to_one_rank_stops_both_then_resume_is_bit_identical(two_process
     ckpt = torch.load(out / "train_state.pt", weights_only=True)
     assert not ckpt["finished"] and 0 < ckpt["step"] < 10
     _run(_torchrun("-m", "mpnas", "run", "--out", str(out), "--resume", "--quiet"))
-    for f in ("results.json", "architecture.json"):
-        a, b = json.loads((out / f).read_text()), json.loads((two_process_run / f).read_text())
-        for d in (a, b):
-            d.pop("wall_time_s", None)
-            d.get("meta", {}).pop("wall_time_s", None)
-        assert a == b, f
-    assert (out / "metrics.jsonl").read_text() == (two_process_run / "metrics.jsonl").read_text()
-    from safetensors.torch import load_file
-
-    wa, wb = load_file(out / "model.safetensors"), load_file(two_process_run / "model.safetensors")
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    _assert_same_run(out, two_process_run)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the worker processes through /proc")
@@ -159,14 +150,17 @@ def test_elastic_restart_after_a_killed_worker_equals_an_uninterrupted_run(two_p
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     assert "train: resuming after step" in err  # the restarted workers continued, not started over
+    _assert_same_run(out, two_process_run)
+
+
+def _assert_same_run(out, reference):
+    """Results, architecture and metrics equal but for wall times, and the weights tensor for tensor."""
     for f in ("results.json", "architecture.json"):
-        a, b = json.loads((out / f).read_text()), json.loads((two_process_run / f).read_text())
+        a, b = json.loads((out / f).read_text()), json.loads((reference / f).read_text())
         for d in (a, b):
             d.pop("wall_time_s", None)
             d.get("meta", {}).pop("wall_time_s", None)
         assert a == b, f
-    assert (out / "metrics.jsonl").read_text() == (two_process_run / "metrics.jsonl").read_text()
-    from safetensors.torch import load_file
-
-    wa, wb = load_file(out / "model.safetensors"), load_file(two_process_run / "model.safetensors")
+    assert (out / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
+    wa, wb = load_file(out / "model.safetensors"), load_file(reference / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
