@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     acc = accuracies(args.accuracy)
     domains = load_domains("builtin", resolution=32, progress=False)
-    print(f"p from {args.accuracy.relative_to(HERE.parent)}\n")
+    print(f"p from {args.accuracy}\n")
     print("| domain | top-1 p | val n | test n | SE val | SE test | version 4: n, SE |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for d in domains:
