@@ -65,3 +65,17 @@ def test_paper_budget_does_not_clip_gradients_and_long_trains_three_times_defaul
     assert paper.search.optim.grad_clip is None and paper.train.optim.grad_clip is None
     assert budget_config("default").train.optim.grad_clip == 5.0
     assert budget_config("long").train.steps == 3 * budget_config("default").train.steps
+
+
+def test_stable_recipe_on_cpu_budgets_and_the_papers_settings_on_paper():
+    """Issue 24's recipe (per-class batches, zero-init residual branches) for search and training alike, except in
+    the `paper` budget, which keeps one batch for every domain and PyTorch's initialisation."""
+    for budget in ("quick", "default", "long"):
+        cfg = resolve_config(budget)
+        assert cfg.model.zero_init_residual and cfg.train.batch_per_class == 2 and cfg.search.batch_per_class == 2
+    paper = resolve_config("paper")
+    assert not paper.model.zero_init_residual and paper.train.batch_per_class == 0 and paper.search.batch_per_class == 0
+    with pytest.raises(MpnasError, match="model.init"):
+        resolve_config("default", overrides=["model.init=xavier"])
+    with pytest.raises(MpnasError, match="train.batch_per_class"):
+        resolve_config("default", overrides=["train.batch_per_class=-1"])
