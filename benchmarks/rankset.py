@@ -64,6 +64,11 @@ def worker(out: Path, seeds: list[int], threads: int, extra: list[str]) -> None:
 
 def cmd_build(args: argparse.Namespace) -> None:
     plan(args.out, args.paths, args.set)
+    if args.restore:  # a committed, partly built set: its finished pieces are not trained again
+        collected = read_json(args.restore, "rank set")
+        if collected["domains"].keys() != read_json(args.out / "plan.json", "rank-set plan")["domains"].keys():
+            raise SystemExit(f"{args.restore}: another set's domains than {args.out / 'plan.json'}")
+        print(f"restored {rankset.restore(collected['domains'], args.out)} finished pieces from {args.restore}")
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.workers <= 1:
         worker(args.out, seeds, args.threads, args.set)
@@ -99,6 +104,7 @@ def main() -> None:
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     b.add_argument("--set", action="append", default=[], help="config override for every piece (recorded in the plan)")
+    b.add_argument("--restore", type=Path, default=None, help="a collected rankset.json whose finished pieces to keep")
     c = sub.add_parser("collect")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--write", type=Path, default=None)

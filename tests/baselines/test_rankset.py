@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from mpnas.baselines import methods as M
-from mpnas.baselines.rankset import build, collect, pieces, plan_set, unsaturated_domains
+from mpnas.baselines.rankset import build, collect, pieces, plan_set, restore, unsaturated_domains
 from mpnas.errors import MpnasError
 from mpnas.pipeline import build_space, load_data
 from mpnas.search.loop import CostModel
@@ -57,6 +57,13 @@ def test_build_resumes_where_it_stopped_and_skips_claimed_pieces(setting, tiny_c
     assert build(cfg_for, domains, space, plan, seeds, stopped, say=quiet) == total - 3
     assert build(cfg_for, domains, space, plan, seeds, stopped, say=quiet) == 0  # nothing left to do
     assert collect(plan, stopped) == collect(plan, whole)  # the same figures, piece for piece
+    # A fresh machine restores a collected, partly built set and trains only the rest.
+    part = tmp_path / "part"
+    assert build(cfg_for, domains, space, plan, seeds, part, limit=2, say=quiet) == 2
+    fresh = tmp_path / "fresh"
+    assert restore(collect(plan, part), fresh) == 2
+    assert build(cfg_for, domains, space, plan, seeds, fresh, say=quiet) == total - 2
+    assert collect(plan, fresh) == collect(plan, whole)
     summary = collect(plan, whole)["bars"]["summary"]
     assert summary["paths_complete"] == 2 and summary["seeds"] == ["0", "1"]
 

@@ -122,3 +122,19 @@ def collect(plan: dict[str, Any], out: Path) -> dict[str, Any]:
         summary = {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()}
         result[d] = {**{k: v for k, v in entry.items() if k != "paths"}, "summary": summary, "paths": paths}
     return result
+
+
+def restore(collected: dict[str, Any], out: Path) -> int:
+    """Write back the pieces a collected set (`collect`'s output, e.g. a committed rankset.json) holds and `out`
+    lacks, so that a build started on a fresh machine continues where the collected one stopped. Returns how many."""
+    restored = 0
+    for d, entry in collected.items():
+        for i, p in enumerate(entry["paths"]):
+            for seed, top1 in p.get("top1", {}).items():
+                piece = out / d / f"p{i:02d}" / f"seed{seed}"
+                if (piece / RESULT).is_file():
+                    continue
+                write_json(piece / RESULT, {"top1": top1, "val_top1": p["val_top1"][seed], "seed": int(seed),
+                                            "restored": True})
+                restored += 1
+    return restored
