@@ -47,6 +47,12 @@ from rankset import set_config  # noqa: E402  (the set's recipe: picked paths tr
 METHODS = ("mpnas", "mpnas-gradient")
 
 
+def searched_runs(out: Path) -> list[Path]:
+    """The run directories of METHODS under `out` whose search finished. `out` may be a bench directory: its MPNAS
+    runs are searched here first and trained by the bench later, so both measure the same searches."""
+    return [run for m in METHODS for run in sorted((out / m).glob("seed*")) if stage_finished(run, "search")]
+
+
 def method_config(method: str, seed: int, threads: int | None) -> Any:
     cfg = set_config(seed, threads, [])
     return gradient_config(cfg) if method == "mpnas-gradient" else cfg
@@ -66,6 +72,11 @@ def cmd_search(args: argparse.Namespace) -> None:
                 cfg = method_config(method, seed, args.threads)
                 stage_search(cfg, run, load_data(cfg, progress=False), progress=False, method=method, resume=True)
             print(f"{method} seed {seed}: searched", flush=True)
+
+
+def picked_dir(out: Path, run: Path) -> Path:
+    """Where a run's picked paths are trained alone: beside the run directories, never inside one."""
+    return out / "picked" / run.parent.name / run.name
 
 
 @torch.no_grad()
@@ -90,13 +101,11 @@ def train_picked(out: Path, the_set: dict[str, Any], threads: int | None) -> Non
     torch.set_num_threads(threads or 1)
     domains = load_data(set_config(0, threads, []), progress=False)
     seeds = [int(s) for s in next(iter(the_set["domains"].values()))["summary"]["seeds"]]
-    for run in sorted(out.glob("*/seed*")):
-        if not stage_finished(run, "search"):
-            continue
+    for run in searched_runs(out):
         arch = Architecture.load(run / "architecture.json")
         for d in the_set["domains"]:
             for s in seeds:
-                piece = run / "picked" / d / f"seed{s}"
+                piece = picked_dir(out, run) / d / f"seed{s}"
                 if (piece / "result.json").is_file():
                     continue
                 with claimed(piece) as mine:
@@ -110,9 +119,7 @@ def train_picked(out: Path, the_set: dict[str, Any], threads: int | None) -> Non
 def judge(out: Path, the_set: dict[str, Any], batches: int) -> dict[str, Any]:
     domains = load_data(set_config(0, None, []), progress=False)
     result: dict[str, Any] = {"batches": batches, "methods": {}}
-    for run in sorted(out.glob("*/seed*")):
-        if not stage_finished(run, "search"):
-            continue
+    for run in searched_runs(out):
         method, seed = run.parent.name, int(run.name[4:])
         cfg = read_config(run)
         arch = Architecture.load(run / "architecture.json")
@@ -125,7 +132,7 @@ def judge(out: Path, the_set: dict[str, Any], batches: int) -> dict[str, Any]:
             scores = supernet_scores(run, domains, d, paths, batches, cfg.search.val_batch_size or 4 * cfg.search.batch_size)
             t, pv = kendall_tau(scores, truth)
             cell: dict[str, Any] = {"tau": round(t, 4), "tau_p": round(pv, 4), "paths": len(complete)}
-            picked = [read_json(f, "picked piece")["top1"] for f in sorted((run / "picked" / d).glob("seed*/result.json"))]
+            picked = [read_json(f, "picked piece")["top1"] for f in sorted((picked_dir(out, run) / d).glob("seed*/result.json"))]
             macs = path_cost(space, arch.paths[d], entry["num_classes"]).macs
             cell["picked_macs_ratio"] = round(macs / entry["target_macs"], 4)
             if len(picked) == len(entry["summary"]["seeds"]):
