@@ -21,7 +21,11 @@ import argparse
 import multiprocessing as mp
 from pathlib import Path
 
+import matplotlib
 import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
 
 from mpnas.baselines import rankset
 from mpnas.config import RunConfig, resolve_config
@@ -83,6 +87,24 @@ def cmd_build(args: argparse.Namespace) -> None:
         raise SystemExit(f"a worker failed (exit codes {[p.exitcode for p in procs]})")
 
 
+def draw(domains: dict, path: Path) -> None:
+    """Per set domain, its paths sorted by mean stand-alone top-1, each seed a dot: the spread between paths
+    (what a search can gain) beside the spread of one path over seeds (what one measurement can resolve)."""
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains), 3.4), squeeze=False)
+    for ax, (d, e) in zip(axes[0], domains.items()):
+        done = sorted((p for p in e["paths"] if p["top1"]), key=lambda p: sum(p["top1"].values()) / len(p["top1"]))
+        for rank, p in enumerate(done):
+            values = list(p["top1"].values())
+            ax.plot([rank] * len(values), values, "o", color="tab:blue", ms=3, alpha=0.7)
+            ax.plot(rank, sum(values) / len(values), "_", color="black", ms=8)
+        ax.set_title(f"{d}: {len(done)} paths, {e['target_macs'] / 1e6:.2f}M MACs +-5%")
+        ax.set_xlabel("path, by mean top-1")
+        ax.set_ylabel("stand-alone test top-1 (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def cmd_collect(args: argparse.Namespace) -> None:
     the_plan = read_json(args.out / "plan.json", "rank-set plan")
     domains = rankset.collect(the_plan["domains"], args.out)
@@ -92,6 +114,8 @@ def cmd_collect(args: argparse.Namespace) -> None:
         write_json(args.write, {**{k: v for k, v in the_plan.items() if k != "domains"},
                                 "command": "python benchmarks/rankset.py build --out runs/rankset --workers 2",
                                 "domains": domains})
+    if args.figure:
+        draw(domains, args.figure)
 
 
 def main() -> None:
@@ -108,6 +132,7 @@ def main() -> None:
     c = sub.add_parser("collect")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--write", type=Path, default=None)
+    c.add_argument("--figure", type=Path, default=None, help="draw each domain's paths (PNG)")
     args = ap.parse_args()
     {"build": cmd_build, "collect": cmd_collect}[args.cmd](args)
 

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import torch
 
 from mpnas.analysis.ranking import kendall_tau, percentile
@@ -40,6 +41,9 @@ from mpnas.search.loop import load_final_search
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import path_cost
 from mpnas.space.space import Path as SpacePath
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rankset import set_config  # noqa: E402  (the set's recipe: picked paths train exactly as the set's)
@@ -80,11 +84,9 @@ def picked_dir(out: Path, run: Path) -> Path:
 
 
 @torch.no_grad()
-def supernet_scores(run: Path, domains: DomainSet, domain: str, paths: list[SpacePath], batches: int,
+def supernet_scores(supernet: Any, space: Any, domains: DomainSet, domain: str, paths: list[SpacePath], batches: int,
                     batch_size: int) -> list[float]:
     """Mean top-1 of each path over the same `batches` validation batches of `domain`, in the final supernet."""
-    space = build_space(read_config(run))
-    supernet, _, _ = load_final_search(run, space, {d.name: d.num_classes for d in domains})
     single = DomainSet(domains.source, [domains[domain]])
     loader = MultiDomainLoader(single, batch_size, split="val", seed=12345, augment=False)
     data = [loader.next()[domain] for _ in range(batches)]
@@ -123,34 +125,65 @@ def judge(out: Path, the_set: dict[str, Any], batches: int) -> dict[str, Any]:
         method, seed = run.parent.name, int(run.name[4:])
         cfg = read_config(run)
         arch = Architecture.load(run / "architecture.json")
+        space = build_space(cfg)
+        supernet, _, _ = load_final_search(run, space, {d.name: d.num_classes for d in domains})
         per_domain = {}
         for d, entry in the_set["domains"].items():
-            complete = [p for p in entry["paths"] if len(p["top1"]) == len(entry["summary"]["seeds"])]
+            seeds = entry["summary"]["seeds"]
+            complete = [p for p in entry["paths"] if len(p["top1"]) == len(seeds)]
             truth = [statistics.mean(p["top1"].values()) for p in complete]
-            space = arch.space
             paths = [SpacePath.from_dict(p["path"], space, "rank-set path") for p in complete]
-            scores = supernet_scores(run, domains, d, paths, batches, cfg.search.val_batch_size or 4 * cfg.search.batch_size)
+            # the picked path is scored on the same batches, so it can be drawn among the set's paths
+            *scores, picked_score = supernet_scores(supernet, space, domains, d, [*paths, arch.paths[d]], batches,
+                                                    cfg.search.val_batch_size or 4 * cfg.search.batch_size)
             t, pv = kendall_tau(scores, truth)
-            cell: dict[str, Any] = {"tau": round(t, 4), "tau_p": round(pv, 4), "paths": len(complete)}
+            cell: dict[str, Any] = {"tau": round(t, 4), "tau_p": round(pv, 4), "paths": len(complete),
+                                    "scores": [round(v, 4) for v in scores], "picked_score": round(picked_score, 4)}
             picked = [read_json(f, "picked piece")["top1"] for f in sorted((picked_dir(out, run) / d).glob("seed*/result.json"))]
             macs = path_cost(space, arch.paths[d], entry["num_classes"]).macs
             cell["picked_macs_ratio"] = round(macs / entry["target_macs"], 4)
-            if len(picked) == len(entry["summary"]["seeds"]):
+            if len(picked) == len(seeds):
                 cell["picked_top1"] = [round(v, 3) for v in picked]
                 cell["percentile"] = round(percentile(statistics.mean(picked), truth), 2)
             per_domain[d] = cell
         result["methods"].setdefault(method, {})[str(seed)] = per_domain
-    for method, seeds in result["methods"].items():
+    for method, runs in result["methods"].items():
         summary: dict[str, Any] = {}
         for d in the_set["domains"]:
-            taus = [s[d]["tau"] for s in seeds.values()]
-            pct = [s[d]["percentile"] for s in seeds.values() if "percentile" in s[d]]
-            summary[d] = {"tau_mean": round(statistics.mean(taus), 4),
+            taus = [r[d]["tau"] for r in runs.values()]
+            pct = [r[d]["percentile"] for r in runs.values() if "percentile" in r[d]]
+            summary[d] = {"tau_mean": round(statistics.mean(taus), 4), "tau_min": min(taus),
                           **({"percentile_mean": round(statistics.mean(pct), 2)} if pct else {})}
         all_pct = [v["percentile_mean"] for v in summary.values() if "percentile_mean" in v]
         summary["percentile_mean_over_domains"] = round(statistics.mean(all_pct), 2) if all_pct else None
         result.setdefault("summary", {})[method] = summary
     return result
+
+
+def draw(result: dict[str, Any], the_set: dict[str, Any], path: Path) -> None:
+    """Per method (rows) and set domain (columns): each set path's supernet score against its stand-alone top-1,
+    one colour per search seed, and the picked path as a star where it was trained alone."""
+    methods = list(result["methods"])
+    names = list(the_set["domains"])
+    fig, axes = plt.subplots(len(methods), len(names), figsize=(4.2 * len(names), 3.4 * len(methods)), squeeze=False)
+    for row, method in zip(axes, methods):
+        for ax, d in zip(row, names):
+            entry = the_set["domains"][d]
+            truth = [statistics.mean(p["top1"].values()) for p in entry["paths"]
+                     if len(p["top1"]) == len(entry["summary"]["seeds"])]
+            for k, (seed, cells) in enumerate(result["methods"][method].items()):
+                c = cells[d]
+                ax.plot(c["scores"], truth, "o", ms=3, color=f"C{k}", label=f"seed {seed}: tau {c['tau']:+.2f}")
+                if "picked_top1" in c:
+                    ax.plot(c["picked_score"], statistics.mean(c["picked_top1"]), "*", ms=11, color=f"C{k}",
+                            markeredgecolor="black")
+            ax.set_title(f"{method}, {d}")
+            ax.set_xlabel("final supernet's top-1 on the val batches (fraction)")
+            ax.set_ylabel("stand-alone test top-1 (%)")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def cmd_judge(args: argparse.Namespace) -> None:
@@ -162,6 +195,8 @@ def cmd_judge(args: argparse.Namespace) -> None:
         print(method, s)
     if args.write:
         write_json(args.write, result)
+    if args.figure:
+        draw(result, the_set, args.figure)
 
 
 def main() -> None:
@@ -179,6 +214,7 @@ def main() -> None:
     j.add_argument("--threads", type=int, default=1)
     j.add_argument("--no-train", action="store_true", help="only judge (the picked paths' pieces already trained)")
     j.add_argument("--write", type=Path, default=None)
+    j.add_argument("--figure", type=Path, default=None, help="draw scores against stand-alone top-1 (PNG)")
     args = ap.parse_args()
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)

@@ -37,4 +37,8 @@ def test_headroom_and_noise_by_hand():
     # per-path variances (n - 1): 2, 8, 0 -> mean 10/3 -> noise sqrt(10/3)
     assert out["noise"] == pytest.approx((10 / 3) ** 0.5)
     assert out["headroom_over_noise"] == pytest.approx(6.0 / (10 / 3) ** 0.5)
+    # seed 0 orders the three paths 80 > 75 > 70, seed 1 82 > 75 > 74: the same order
+    assert out["seed_tau"] == pytest.approx(1.0)
+    swapped = headroom_and_noise([{"0": 1.0, "1": 2.0}, {"0": 2.0, "1": 1.0}, {"0": 3.0, "1": 3.0}])
+    assert swapped["seed_tau"] == pytest.approx(1 / 3)  # one discordant pair of three: (2 - 1) / 3
     assert (out["top1_min"], out["top1_median"], out["top1_max"]) == (72.0, 75.0, 81.0)

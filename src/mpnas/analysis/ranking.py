@@ -33,7 +33,9 @@ def percentile(value: float, others: Sequence[float]) -> float:
 
 def headroom_and_noise(top1: Sequence[Mapping[str, float]]) -> dict[str, Any]:
     """Per path, top-1 by seed. Headroom: best path minus median path, per seed, mean over seeds. Noise: the
-    std of one path across seeds, as the root mean of the per-path variances. Only paths with every seed count."""
+    std of one path across seeds, as the root mean of the per-path variances. Seed tau: Kendall tau between two
+    seeds' top-1 over the paths (mean over pairs of seeds), how far retraining reproduces the set's own order, which
+    bounds the tau a supernet can show against it. Only paths with every seed count."""
     seeds = sorted({s for t in top1 for s in t})
     full = [t for t in top1 if seeds and all(s in t for s in seeds)]
     out: dict[str, Any] = {"paths_complete": len(full), "seeds": seeds}
@@ -44,6 +46,9 @@ def headroom_and_noise(top1: Sequence[Mapping[str, float]]) -> dict[str, Any]:
         noise = statistics.mean(statistics.variance([t[s] for s in seeds]) for t in full) ** 0.5
         out["noise"] = noise
         out["headroom_over_noise"] = out["headroom"] / noise if noise else None
+        # How well one seed's ranking predicts another's: the ceiling of any tau measured against this set.
+        out["seed_tau"] = statistics.mean(kendall_tau([t[a] for t in full], [t[b] for t in full])[0]
+                                          for i, a in enumerate(seeds) for b in seeds[i + 1:])
     means = [statistics.mean(t[s] for s in seeds) for t in full]
     out.update(top1_min=min(means), top1_median=statistics.median(means), top1_max=max(means))
     return out
