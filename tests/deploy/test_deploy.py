@@ -142,9 +142,10 @@ def test_onnxruntime_latency_table_drives_a_search(tiny_cfg, tmp_path):
     from dataclasses import replace
 
     from mpnas.io import write_json
-    from mpnas.pipeline import load_data
+    from mpnas.rundir import load_data
     from mpnas.search.loop import run_search
-    from mpnas.space.latency import LatencyTable, candidate_geometries, measure_table
+    from mpnas.nn.measure import measure_table
+    from mpnas.space.latency import LatencyTable, candidate_geometries
     from mpnas.space.space import BlockSpace, LayerSpace, SearchSpace
 
     space = SearchSpace(name="tiny-ort", resolution=16, stem_filters=(8,),

@@ -5,7 +5,8 @@ import pytest
 
 from mpnas.cli import main
 from mpnas.errors import MpnasError
-from mpnas.space.latency import LatencyTable, candidate_geometries, head_key, layer_key, measure_table, stem_key
+from mpnas.nn.measure import measure_table
+from mpnas.space.latency import LatencyTable, candidate_geometries, head_key, layer_key, stem_key
 from mpnas.space.presets import get_space
 from mpnas.space.space import BlockSpace, LayerSpace, SearchSpace
 

@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mpnas.analysis import figures as f
 from mpnas.analysis.figures import NothingToDraw
 from mpnas.analysis.metrics import decathlon_points
 from mpnas.analysis.nodes import NodeUse, format_path, node_table
 from mpnas.analysis.slimmable import SLIM_FIGURE, plot_slimmable, slimmable_lines
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_text, read_json, read_jsonl
+from mpnas.rundir import ARCH, CONFIG, FIGURES, METRICS, REPORT, RESULTS, SLIM_TABLE
 from mpnas.space.arch import Architecture
 
-ARCH, RESULTS, METRICS, CONFIG, REPORT, FIGURES, SLIM_TABLE = (
-    "architecture.json", "results.json", "metrics.jsonl", "config.yaml", "report.md", "figures", "slim_table.json")
 _PRODUCERS = {ARCH: "mpnas search --out", RESULTS: "mpnas evaluate --run"}  # each with the run directory
 
 
@@ -79,8 +79,6 @@ def _read_results(path: Path) -> dict[str, Any]:
 
 
 def _figure_plan(arch: Architecture, results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[_Figure]:
-    from mpnas.analysis import figures as f
-
     stages = {r.get("stage") for r in rows}
     order = arch.domains
     no_metrics = "no metrics.jsonl rows from"

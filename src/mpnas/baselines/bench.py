@@ -27,15 +27,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from mpnas.baselines.methods import METHODS, NEEDS, average_results, retrain_with_loss, run_method
-from mpnas.baselines.tables import LOSS_VARIANTS, front_name, write_bench
-from mpnas.baselines.tables import finished as _finished_here
+from mpnas.baselines.methods import NEEDS, average_results, retrain_with_loss, run_method
+from mpnas.baselines.names import METHODS, front_name
+from mpnas.baselines.tables import LOSS_VARIANTS, write_bench
 from mpnas.config import RunConfig
 from mpnas.console import log_to
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
-from mpnas.io import make_dir, write_json
-from mpnas.pipeline import RESULTS, apply_threads, load_data
+from mpnas.io import make_dir
+
+from mpnas.rundir import finished_results, load_data, write_results
+from mpnas.train.optim import apply_threads
 from mpnas.search.rewards import DEFAULT_BETA
 
 CLAIM = ".claim"
@@ -62,7 +64,7 @@ def _claim_live(lock: Path) -> bool:
 
 def _finished(run_dir: Path) -> dict[str, Any] | None:
     """A finished run's results (None if unfinished), read by rank 0 for every rank under torchrun."""
-    return world().decide(lambda: _finished_here(run_dir))
+    return world().decide(lambda: finished_results(run_dir))
 
 
 def _started(run_dir: Path) -> bool:
@@ -169,11 +171,11 @@ def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Pat
 def _wait_for(run_dir: Path, what: str, say, poll_s: float) -> bool:
     """Wait while another live process holds `run_dir`; True once it has finished."""
     def wait() -> bool:
-        if _finished_here(run_dir) is None and _claim_live(run_dir / CLAIM):
+        if finished_results(run_dir) is None and _claim_live(run_dir / CLAIM):
             say(f"bench: {what} (another process is running it)")
-            while _finished_here(run_dir) is None and _claim_live(run_dir / CLAIM):
+            while finished_results(run_dir) is None and _claim_live(run_dir / CLAIM):
                 time.sleep(poll_s)
-        return _finished_here(run_dir) is not None
+        return finished_results(run_dir) is not None
 
     return world().decide(wait)
 
@@ -198,7 +200,7 @@ def _ablate_loss(cfg: RunConfig, out: Path, seed: int, domains, progress: bool, 
                 loss = replace(scfg.loss, kind=kind, weights=dict(weights or {}))
                 results = run_method("mpnas", replace(scfg, loss=loss), run_dir, domains, progress)
                 results["method"] = f"mpnas+{kind}"
-                write_json(run_dir / RESULTS, results)
+                write_results(run_dir, results)
             else:
                 retrain_with_loss(scfg, base, run_dir, domains, kind, f"mpnas+{kind}", weights, progress)
     for method in ("sp-mn", "mdsp-nas", "mrp"):
@@ -217,7 +219,7 @@ def _ablate_loss(cfg: RunConfig, out: Path, seed: int, domains, progress: bool, 
                 for k in range(scfg.baselines.mrp_trials):
                     trials.append(_finished(run_dir / f"trial{k}") or retrain_with_loss(
                         scfg, src / f"trial{k}", run_dir / f"trial{k}", domains, "x", "mrp+x", None, progress))
-                write_json(run_dir / RESULTS, average_results("mrp+x", trials))
+                write_results(run_dir, average_results("mrp+x", trials))
             else:
                 retrain_with_loss(scfg, src, run_dir, domains, "x", f"{method}+x", None, progress)
     return domains

@@ -14,6 +14,7 @@ went through), then normalised with the domain's statistics.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -25,9 +26,14 @@ from torch import Tensor, nn
 from mpnas import DEFAULT_TOP_K
 from mpnas.data.augment import normalize
 from mpnas.data.images import IMAGE_SUFFIXES, BadImage, decode_square, square_pil
-from mpnas.deploy.info import DomainInfo, read_domain_info
+from mpnas.data.info import DomainInfo
+from mpnas.deploy.export import FORMAT
 from mpnas.errors import MpnasError
+from mpnas.io import read_json
 from mpnas.nn.merged import MultiPathModel
+from mpnas.rundir import read_config, read_domain_info
+from mpnas.runtime import session
+from mpnas.train.evaluate import load_trained_model
 
 ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
 Prediction = list[tuple[str, float]]  # one image's top k: (class name, probability), most likely first
@@ -195,9 +201,6 @@ class ExportedPredictor:
     """An export directory's ONNX files run by onnxruntime, fed from its manifest alone (what an app does)."""
 
     def __init__(self, export_dir: str | Path, int8: bool = False, batch_size: int = 64, threads: int | None = None) -> None:
-        from mpnas.deploy.export import FORMAT
-        from mpnas.io import read_json
-
         self.dir = Path(export_dir)
         manifest = read_json(self.dir / "export.json", "export manifest")
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -219,8 +222,6 @@ class ExportedPredictor:
         return DomainInfo(domain, tuple(e["classes"]), int(e["resolution"]), tuple(e["mean"]), tuple(e["std"]))  # type: ignore[arg-type]
 
     def _session(self, domain: str) -> Any:
-        from mpnas.deploy.export import session
-
         if domain not in self._sessions:
             e = self.manifest["domains"][domain]
             key = "onnx_int8" if self.int8 else "onnx"
@@ -265,10 +266,6 @@ def _predict(model: Predictor | ExportedPredictor, images: ImageLike | Sequence[
 
 def load(run_dir: str | Path, device: str = "cpu") -> Predictor:
     """A trained run directory (`mpnas run` or `mpnas train`) as a `Predictor`."""
-    from dataclasses import replace
-
-    from mpnas.pipeline import load_trained_model, read_config
-
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     model = load_trained_model(replace(cfg, device=device), run_dir)

@@ -51,7 +51,11 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 class GradientSearch:
-    """The architecture step of the gradient strategy, with its schedules and expected-cost tables."""
+    """The gradient strategy (`mpnas.search.loop.Strategy`): the architecture step, its schedules and its
+    expected-cost tables. Paths are scored before the weight step only at logging steps of the warm-up (while the
+    controllers do not learn); once they learn, the architecture step itself scores the path it samples."""
+
+    betas = (0.5, 0.999)  # DARTS's architecture optimiser (beta1 0.5)
 
     def __init__(self, space: SearchSpace, names: list[str], cost: Any, targets: dict[str, float], beta: float,
                  sc: Any) -> None:
@@ -60,7 +64,35 @@ class GradientSearch:
         self.beta = beta
         self.targets = targets
         self.cost = cost
+        self.lr = sc.arch_lr
         self.expected = {d: ExpectedCost(space, lambda geo, d=d: cost(d, geo)) for d in names}
+
+    def scores(self, logging: bool, rl_active: bool) -> bool:
+        return logging and not rl_active
+
+    def extra_paths(self, state: Any, group: str, members: list[str],
+                    val_batch: dict[str, Any]) -> list[tuple[dict[str, Any], float]]:
+        return []
+
+    def learn(self, state: Any, groups: dict[str, list[str]], results: dict[str, dict[str, Any]],
+              val_batch: dict[str, Any], step: int, steps: int, first: int,
+              statistics: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
+        """The architecture step once the controllers learn (`step`); no baseline either way."""
+        if step >= first:
+            results = self.step(state, groups, val_batch, step, steps, first, statistics)
+        for r in results.values():
+            r["baseline"] = None
+        return results
+
+    def expected_cost(self, c: Any, members: list[str], result: dict[str, Any], step: int) -> float:
+        """Exact, and (when learning) before this step's update, as the architecture loss saw it."""
+        if result.get("expected_cost"):
+            return result["expected_cost"]
+        with torch.no_grad():
+            return float(self.expected_ratio(probabilities(c), members))
+
+    def own_fields(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {k: result[k] for k in ("tau", "entropy_weight", "arch_loss", "max_prob") if k in result}
 
     def progress(self, step: int, steps: int, first: int) -> float:
         """0 at the first learning step, 1 at the last."""

@@ -32,7 +32,8 @@ from torch import Tensor
 
 from mpnas.nn.dynamic import Gates
 from mpnas.search.controller import Controller
-from mpnas.space.space import STEM_LAYER, PathGeometry, SearchSpace, make_divisible
+from mpnas.space.geometry import PathGeometry, make_divisible
+from mpnas.space.space import STEM_LAYER, SearchSpace
 
 Hard = dict[str, Tensor]  # decision key -> straight-through one-hot vector
 

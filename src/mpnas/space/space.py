@@ -9,8 +9,8 @@ widths (TuNAS does the same). A block that `keeps_width` has no filters decision
 width it is given, which is how TuNAS's stem block shares its conv's filters with the optional separable conv
 after it (and why that block's only layer may be skipped).
 
-`geometry()` is the one place that turns a path into channel widths and feature-map sizes; the modules, the
-cost model and the reports all read those numbers from it.
+`geometry()` is the one place that turns a path into channel widths and feature-map sizes (the shapes it
+returns are `mpnas.space.geometry`'s); the modules, the cost model and the reports all read those numbers from it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from mpnas.errors import MpnasError
+from mpnas.space.geometry import ConvGeometry, HeadGeometry, LayerGeometry, PathGeometry, conv_out, make_divisible
 
 ACTIVATIONS = ("relu", "hswish", "swish")
 SKIP = "skip"
@@ -28,14 +29,6 @@ SKIP = "skip"
 # (the search's op warm-up, which mixes a layer's kernel options) treats the stem conv as the layer before the
 # first block instead of needing a case of its own.
 STEM_LAYER = (-1, 0)
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of `divisor`, never more than 10% below (MobileNet's rule)."""
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if new < 0.9 * value:
-        new += divisor
-    return new
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -169,7 +162,7 @@ class SearchSpace:
     # -- geometry ---------------------------------------------------------------------------------------
     def geometry(self, path: Path) -> PathGeometry:
         """Channel widths and feature-map sizes of every module on a path."""
-        res = _conv_out(self.resolution, self.stem_stride)
+        res = conv_out(self.resolution, self.stem_stride)
         stem = ConvGeometry(3, path.stem_filters, self.stem_kernel_of(path), self.stem_stride, self.resolution, res,
                             self.stem_act)
         layers = []
@@ -181,7 +174,7 @@ class SearchSpace:
                 # An expansion of 1 has no expand conv (MobileNetV3), whatever the input width: a slimmed input
                 # (`mpnas.space.widths`) need not be a multiple of 8, and rounding it would add a conv.
                 exp_ch = in_ch if lc.expansion == 1 else make_divisible(in_ch * lc.expansion)
-                out_res = _conv_out(res, layer.stride)
+                out_res = conv_out(res, layer.stride)
                 layers.append(
                     LayerGeometry(
                         block=b,
@@ -431,81 +424,6 @@ class Path:
                 layers.append(LayerChoice(kernel, expansion, se))
             blocks.append(BlockChoice(filters, tuple(layers)))
         return Path(stem, tuple(blocks), stem_kernel)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Geometry: what a path means in channels and pixels.
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    in_ch: int
-    out_ch: int
-    kernel: int
-    stride: int
-    in_res: int
-    out_res: int
-    act: str
-
-
-@dataclass(frozen=True)
-class LayerGeometry:
-    block: int
-    layer: int
-    in_ch: int
-    exp_ch: int
-    out_ch: int
-    kernel: int
-    se_ch: int  # 0: no squeeze-and-excite
-    stride: int
-    act: str
-    in_res: int
-    out_res: int
-
-    @property
-    def has_expand(self) -> bool:
-        # As in MobileNetV3: an expansion that leaves the width unchanged has no 1x1 expand conv.
-        return self.exp_ch != self.in_ch
-
-    @property
-    def residual(self) -> bool:
-        return self.stride == 1 and self.in_ch == self.out_ch
-
-    @property
-    def node(self) -> str:
-        return node_id(self.block, self.layer, self.kernel, self.se_ch > 0)
-
-
-@dataclass(frozen=True)
-class HeadGeometry:
-    in_ch: int
-    conv_ch: int
-    hidden: int
-    res: int
-    act: str
-
-
-@dataclass(frozen=True)
-class PathGeometry:
-    stem: ConvGeometry
-    layers: tuple[LayerGeometry, ...]
-    head: HeadGeometry
-
-    def nodes(self) -> list[str]:
-        return [g.node for g in self.layers]
-
-
-def node_id(block: int, layer: int, kernel: int, se: bool) -> str:
-    """A node is one candidate block of one layer: its kernel size and squeeze-and-excite choice.
-
-    Expansion and output filters are widths inside a node (channel prefixes of its weights), so two domains
-    that pick the same kernel and SE at the same layer share the node whatever widths they use.
-    """
-    return f"b{block}.l{layer}.k{kernel}" + (".se" if se else "")
-
-
-def _conv_out(res: int, stride: int) -> int:
-    return (res - 1) // stride + 1  # odd kernels with 'same' padding
 
 
 # ---------------------------------------------------------------------------------------------------------
