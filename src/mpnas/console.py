@@ -103,7 +103,7 @@ def transcript(argv: list[str]) -> Iterator[None]:
     traceback, which Python prints after this returns, is added to an attached log as well."""
     record = _Transcript(f"$ mpnas {shlex.join(argv)}  [{time.strftime('%Y-%m-%d %H:%M:%S')}]")
     out, err = _Tee(sys.stdout, record), _Tee(sys.stderr, record)
-    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    sys.stdout, sys.stderr = out, err
     try:
         yield
     except Exception as exc:

@@ -39,7 +39,7 @@ from torch import nn
 
 from mpnas.config import RunConfig, dump_yaml, load_yaml
 from mpnas.data import DomainSet, load_domains_from_config
-from mpnas.data.info import DomainInfo, infos_from_domains
+from mpnas.data.info import DomainInfo, infos_from_domains, rgb
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_bytes, atomic_write_text, make_dir, read_json, read_jsonl, write_json
@@ -242,9 +242,8 @@ def read_domain_info(run_dir: Path) -> dict[str, DomainInfo]:
     out = {}
     for name, d in data["domains"].items():
         try:
-            mean, std = tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"])
-            out[name] = DomainInfo(name, tuple(str(c) for c in d["classes"]), int(d["resolution"]),
-                                   mean, std)  # type: ignore[arg-type]
+            out[name] = DomainInfo(name, tuple(str(c) for c in d["classes"]), int(d["resolution"]), rgb(d["mean"]),
+                                   rgb(d["std"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise MpnasError(f"domains file {path}: domain {name!r} is malformed ({exc})") from None
     return out

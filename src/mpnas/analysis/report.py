@@ -319,13 +319,14 @@ def _supernet_section(arch: Architecture, results: Mapping[str, Any]) -> list[st
     q = arch.meta.get("supernet_top1")
     if not isinstance(q, dict) or not q:
         return []
-    domains = results.get("domains") if isinstance(results.get("domains"), dict) else {}
+    domains = results["domains"] if isinstance(results.get("domains"), dict) else {}
     lines = ["### Does the supernet learn every domain?", "",
              "Mean validation top-1 (%) of the sampled paths (the reward's Q) over the last tenth of the warm-up and of "
              "the search, against chance and the trained model's validation top-1.", "",
              "| domain | chance | end of warm-up | end of search | trained model (val) |", "|---|---:|---:|---:|---:|"]
     for d in arch.domains:
-        cell = q.get(d) if isinstance(q.get(d), dict) else {}
+        cell = q.get(d)
+        cell = cell if isinstance(cell, dict) else {}
         trained = domains.get(d, {}).get("val_top1") if isinstance(domains.get(d), dict) else None
         lines.append(f"| {d} | {100.0 / arch.num_classes[d]:.1f} | {_fmt(cell.get('warmup_end'), '.1f')} | "
                      f"{_fmt(cell.get('search_end'), '.1f')} | {_fmt(trained, '.1f')} |")

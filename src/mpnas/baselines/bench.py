@@ -25,12 +25,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from mpnas.baselines.methods import NEEDS, average_results, retrain_with_loss, run_method
 from mpnas.baselines.names import METHODS, front_name
 from mpnas.baselines.tables import LOSS_VARIANTS, write_bench
 from mpnas.config import RunConfig
+from mpnas.data import DomainSet
 from mpnas.console import log_to
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
@@ -114,7 +115,7 @@ def _claimed_here(run_dir: Path) -> Iterator[bool]:
 
 
 def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Path, ablate: str | None = None,
-              progress: bool = True, say=print, front: Iterable[float] = (), ablate_search: bool = False,
+              progress: bool = True, say: Callable[[str], None] = print, front: Iterable[float] = (), ablate_search: bool = False,
               poll_s: float = 30.0, resume: bool = False) -> dict[str, Any]:
     """Run every method and seed not yet finished in `out`, then tabulate whatever has finished.
 
@@ -168,7 +169,7 @@ def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Pat
     return world().decide(lambda: write_bench(out, cfg))  # rank 0 draws the tables and figures
 
 
-def _wait_for(run_dir: Path, what: str, say, poll_s: float) -> bool:
+def _wait_for(run_dir: Path, what: str, say: Callable[[str], None], poll_s: float) -> bool:
     """Wait while another live process holds `run_dir`; True once it has finished."""
     def wait() -> bool:
         if finished_results(run_dir) is None and _claim_live(run_dir / CLAIM):
@@ -180,7 +181,9 @@ def _wait_for(run_dir: Path, what: str, say, poll_s: float) -> bool:
     return world().decide(wait)
 
 
-def _ablate_loss(cfg: RunConfig, out: Path, seed: int, domains, progress: bool, say, search: bool = False):
+def _ablate_loss(cfg: RunConfig, out: Path, seed: int, domains: DomainSet | None, progress: bool,
+                 say: Callable[[str], None], search: bool = False) -> DomainSet | None:
+    """Every loss variant of `seed` not yet finished; returns the domains, loaded when a run needed them."""
     scfg = replace(cfg, seed=seed)
     base = out / "mpnas" / f"seed{seed}"
     if not _finished(base):
@@ -225,7 +228,7 @@ def _ablate_loss(cfg: RunConfig, out: Path, seed: int, domains, progress: bool, 
     return domains
 
 
-def _empirical_weights(out: Path, seed: int, say=print, poll_s: float = 30.0) -> dict[str, float]:
+def _empirical_weights(out: Path, seed: int, say: Callable[[str], None] = print, poll_s: float = 30.0) -> dict[str, float]:
     """The paper doubled the weight of its hardest domain; here the hardest is the identity-loss run's lowest
     validation top-1 (never the test split, which would let the test data choose the loss)."""
     x_dir = out / "ablate-loss" / "x" / f"seed{seed}"

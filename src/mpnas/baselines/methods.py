@@ -209,7 +209,7 @@ def matched_random_architecture(cfg: RunConfig, domains: DomainSet, reference: A
                 break
             if draws >= max_draws:
                 break
-        walk = 0
+        walk: int | None = 0
         if abs(value / target - 1) > tolerance:
             path, value, walk = _walk_to_cost(space, path, lambda p: cost(d.name, space.geometry(p)), target, tolerance, rng,
                                               max_walk)

@@ -93,7 +93,7 @@ def aggregate(runs: list[dict[str, Any]], run_dirs: list[Path] | None = None) ->
 
 
 def collect(root: Path) -> dict[str, dict[str, Any]]:
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     if not root.is_dir():
         return out
     for method_dir in sorted(p for p in root.iterdir() if p.is_dir()):

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from mpnas.config import RunConfig, apply_overrides, resolve_config, validate
 from mpnas.errors import MpnasError
 
 
@@ -24,9 +27,7 @@ def _explicit(args: argparse.Namespace) -> bool:
             or bool(getattr(args, "skip_bad_images", False)))
 
 
-def _run_config(args: argparse.Namespace):
-    from mpnas.config import resolve_config
-
+def _run_config(args: argparse.Namespace) -> RunConfig:
     flags = {
         "data.spec": args.data,
         "data.domains": [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None,
@@ -40,7 +41,7 @@ def _run_config(args: argparse.Namespace):
     return resolve_config(args.budget or "default", args.config, args.set, **flags)
 
 
-def _open_run(args: argparse.Namespace, run_dir: Path, stage: str):
+def _open_run(args: argparse.Namespace, run_dir: Path, stage: str) -> tuple[RunConfig, bool]:
     """The config `run` or `search` runs with in `run_dir` and whether it continues the run there (`open_run`)."""
     from mpnas.pipeline import open_run
 
@@ -48,11 +49,8 @@ def _open_run(args: argparse.Namespace, run_dir: Path, stage: str):
                     overwrite=args.overwrite, threads=args.threads, device=args.device)
 
 
-def _run_dir_config(args: argparse.Namespace):
+def _run_dir_config(args: argparse.Namespace) -> tuple[Path, RunConfig]:
     """A later stage's config: the run directory's own, with --set, --threads and --device applied."""
-    from dataclasses import replace
-
-    from mpnas.config import apply_overrides, validate
     from mpnas.rundir import read_config
 
     run_dir = Path(args.run)
@@ -183,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(cfg) -> int:
+def _dry_run(cfg: RunConfig) -> int:
     from mpnas.pipeline import plan_run
 
     plan = plan_run(cfg)
@@ -266,7 +264,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from mpnas.deploy.predictor import ExportedPredictor, collect_images, load
+    from mpnas.deploy.predictor import ExportedPredictor, Predictor, collect_images, load
 
     if args.top_k < 1:
         raise MpnasError(f"--top-k must be >= 1, got {args.top_k}")
@@ -275,6 +273,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _check_threads(args.threads)
     if args.export and args.device not in (None, "cpu"):
         raise MpnasError(f"--device {args.device}: an export runs in onnxruntime on the CPU; --device is for --run")
+    model: Predictor | ExportedPredictor
     if args.export:
         model = ExportedPredictor(args.export, int8=args.int8, threads=args.threads)
     else:
@@ -295,7 +294,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_results(results: dict) -> None:
+def _print_results(results: dict[str, Any]) -> None:
     print(f"{'domain':<16}{'top-1':>8}{'params':>12}{'MACs':>12}")
     for name, r in results["domains"].items():
         print(f"{name:<16}{r['top1']:>8.2f}{r['params']:>12,}{r['macs'] / 1e6:>11.2f}M")

@@ -26,9 +26,14 @@ class DomainInfo:
                 "mean": list(self.mean), "std": list(self.std)}
 
 
+def rgb(values: Iterable[float]) -> tuple[float, float, float]:
+    """Per-channel statistics as the three floats a `DomainInfo` holds (from a list, a tuple or JSON)."""
+    r, g, b = values
+    return float(r), float(g), float(b)
+
+
 def infos_from_domains(domains: Iterable[Domain]) -> dict[str, DomainInfo]:
-    return {d.name: DomainInfo(d.name, tuple(d.class_names), d.resolution, tuple(d.mean), tuple(d.std))
-            for d in domains}
+    return {d.name: DomainInfo(d.name, tuple(d.class_names), d.resolution, rgb(d.mean), rgb(d.std)) for d in domains}
 
 
-__all__ = ["RESIZE_RULE", "DomainInfo", "infos_from_domains"]
+__all__ = ["RESIZE_RULE", "DomainInfo", "infos_from_domains", "rgb"]

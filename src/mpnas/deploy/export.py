@@ -57,6 +57,7 @@ def run_split(sess: Any, domain: Any, split: str, batch_size: int = 256) -> tupl
     """Logits and labels of a whole split through an onnxruntime session."""
     logits, labels = [], []
     for x, y in iterate_split(domain, split, batch_size):
+        assert y is not None  # the evaluation split is labelled (export checks top-1 on it)
         logits.append(sess.run(["logits"], {"image": x.numpy()})[0])
         labels.append(y.numpy())
     return np.concatenate(logits), np.concatenate(labels)
@@ -295,6 +296,7 @@ def _check_program(program: Any, method: str, net: nn.Module, domain: Any, split
     diff, agree, correct, n, scale = 0.0, 0, 0, 0, 0.0
     with torch.no_grad():
         for x, y in iterate_split(domain, split, 64):
+            assert y is not None  # the evaluation split is labelled
             ref = torch.cat([net(x[i:i + 1]) for i in range(len(x))])  # int8 programs are exported for batch 1
             got = torch.stack([program(method, x[i:i + 1])[0] for i in range(len(x))])
             diff = max(diff, float((got - ref).abs().max()))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, overload
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from mpnas import DEFAULT_TOP_K
 from mpnas.data.augment import normalize
 from mpnas.data.images import IMAGE_SUFFIXES, BadImage, decode_square, square_pil
-from mpnas.data.info import DomainInfo
+from mpnas.data.info import DomainInfo, rgb
 from mpnas.deploy.export import FORMAT
 from mpnas.errors import MpnasError
 from mpnas.io import read_json
@@ -185,6 +185,12 @@ class Predictor:
             out.append(torch.softmax(self.model(x, domain).float(), 1).cpu().numpy())
         return np.concatenate(out)
 
+    @overload
+    def predict(self, images: list[ImageLike] | tuple[ImageLike, ...], domain: str, k: int = ...) -> list[Prediction]: ...
+
+    @overload
+    def predict(self, images: ImageLike, domain: str, k: int = ...) -> Prediction | list[Prediction]: ...
+
     def predict(self, images: ImageLike | Sequence[ImageLike], domain: str,
                 k: int = DEFAULT_TOP_K) -> Prediction | list[Prediction]:
         """The `k` most likely classes as (name, probability): for one image its list, for a list of images one
@@ -219,7 +225,7 @@ class ExportedPredictor:
         if domain not in self.manifest["domains"]:
             raise MpnasError(f"domain {domain!r} unknown; this export has {', '.join(self.domains)}")
         e = self.manifest["domains"][domain]
-        return DomainInfo(domain, tuple(e["classes"]), int(e["resolution"]), tuple(e["mean"]), tuple(e["std"]))  # type: ignore[arg-type]
+        return DomainInfo(domain, tuple(e["classes"]), int(e["resolution"]), rgb(e["mean"]), rgb(e["std"]))
 
     def _session(self, domain: str) -> Any:
         if domain not in self._sessions:
@@ -247,6 +253,12 @@ class ExportedPredictor:
             e = np.exp(logits - logits.max(1, keepdims=True))
             out.append(e / e.sum(1, keepdims=True))
         return np.concatenate(out) if out else np.zeros((0, len(info.classes)), np.float32)
+
+    @overload
+    def predict(self, images: list[ImageLike] | tuple[ImageLike, ...], domain: str, k: int = ...) -> list[Prediction]: ...
+
+    @overload
+    def predict(self, images: ImageLike, domain: str, k: int = ...) -> Prediction | list[Prediction]: ...
 
     def predict(self, images: ImageLike | Sequence[ImageLike], domain: str,
                 k: int = DEFAULT_TOP_K) -> Prediction | list[Prediction]:

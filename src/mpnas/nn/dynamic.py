@@ -61,6 +61,9 @@ def prefix(t: Tensor, n: int, m: int | None = None) -> Tensor:
 class DynamicBatchNorm2d(nn.Module):
     """Batch norm over the first C channels of its max-width statistics and affine parameters."""
 
+    running_mean: Tensor  # buffers, registered in __init__
+    running_var: Tensor
+
     def __init__(self, channels: int, momentum: float = 0.1) -> None:
         super().__init__()
         self.momentum = momentum

@@ -25,7 +25,7 @@ computed during the architecture step (the supernet's parameters are frozen for 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,7 @@ from torch import nn
 
 from mpnas.search.relax import ExpectedCost, make_gates, mean_max_probability, probabilities, sample_relaxed
 from mpnas.search.rewards import cost_loss, reward
+from mpnas.space.geometry import PathGeometry
 from mpnas.space.space import SearchSpace
 from mpnas.train.optim import autocast
 
@@ -65,7 +66,7 @@ class GradientSearch:
         self.targets = targets
         self.cost = cost
         self.lr = sc.arch_lr
-        self.expected = {d: ExpectedCost(space, lambda geo, d=d: cost(d, geo)) for d in names}
+        self.expected = {d: ExpectedCost(space, _cost_of(cost, d)) for d in names}
 
     def scores(self, logging: bool, rl_active: bool) -> bool:
         return logging and not rl_active
@@ -103,7 +104,11 @@ class GradientSearch:
 
     def expected_ratio(self, probs: dict[str, torch.Tensor], members: list[str]) -> torch.Tensor:
         """E[T / T0] averaged over the member domains, differentiable in `probs`."""
-        return sum(self.expected[d](probs) / self.targets[d] for d in members) / len(members)
+        first, *rest = members
+        total = self.expected[first](probs) / self.targets[first]
+        for d in rest:
+            total = total + self.expected[d](probs) / self.targets[d]
+        return total / len(members)
 
     def step(self, state: Any, groups: dict[str, list[str]], val_batch: dict[str, Any], step: int, steps: int,
              first: int, statistics: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
@@ -146,6 +151,11 @@ class GradientSearch:
                               "max_prob": mean_max_probability(ctrl)}
         state.ranks.average_gradients([], statistics)  # the validation forwards moved batch norm's running statistics
         return results
+
+
+def _cost_of(cost: Any, domain: str) -> Callable[[PathGeometry], float]:
+    """`cost` of one domain, as `ExpectedCost` takes it."""
+    return lambda geo: cost(domain, geo)
 
 
 def batch_counts(logits: torch.Tensor, y: torch.Tensor, quality: str) -> torch.Tensor:

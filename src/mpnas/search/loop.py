@@ -37,7 +37,8 @@ from mpnas.nn.supernet import Supernet
 from mpnas.search.controller import Controller, reinforce_loo_step, reinforce_step
 from mpnas.search.gradient import GradientSearch, batch_counts
 from mpnas.search.relax import mean_max_probability
-from mpnas.search.rewards import DEFAULT_BETA, REWARDS, reward
+from mpnas.config import REWARDS
+from mpnas.search.rewards import DEFAULT_BETA, reward
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import geometry_cost
 from mpnas.space.geometry import PathGeometry
@@ -309,7 +310,7 @@ def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: d
     initialise(supernet, cfg.model.init, cfg.model.zero_init_residual)
     supernet = supernet.to(device)
     if cfg.channels_last and device.type == "cuda":
-        supernet = supernet.to(memory_format=torch.channels_last)
+        supernet = supernet.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
     if cfg.sync_bn and ranks.active:
         use_sync_bn(supernet)
     combiner = LossCombiner(cfg.loss, domains.names()).to(device)
@@ -385,8 +386,8 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
         frac = step / steps
         rl_active = step >= rl_first
         warm_p = 0.0 if rl_active or rl_first == 0 else 1.0 - step / rl_first
-        for g in state.controller_optimizers.values():  # TuNAS raises the RL rate towards the end
-            for pg in g.param_groups:
+        for opt in state.controller_optimizers.values():  # TuNAS raises the RL rate towards the end
+            for pg in opt.param_groups:
                 pg["lr"] = strategy.lr * (1 + (sc.controller_lr_end_mult - 1) * frac)
         train_batch, val_batch = _layout(state.train_loader.next(), state), _layout(state.val_loader.next(), state)
 

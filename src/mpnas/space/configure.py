@@ -159,7 +159,7 @@ def configure(arch: Architecture, table: Table, kind: str, limit: float, prefer:
     weights = preference_weights(arch.domains, prefer)
     units, options = table.units, table.options
     space = arch.space
-    domain_cache: dict[tuple, tuple[int, int]] = {}
+    domain_cache: dict[tuple[str, tuple[float, ...]], tuple[int, int]] = {}
 
     def domain_cost(d: str, mults: tuple[float, ...]) -> tuple[int, int]:
         key = (d, mults)
@@ -213,15 +213,15 @@ def configure(arch: Architecture, table: Table, kind: str, limit: float, prefer:
         state = best[1]
         current_cost, current_obj = cost(state), objective(state)
     while True:
-        best = None
+        widen: tuple[float, dict[str, tuple[float, ...]]] | None = None  # gain per unit of cost, the state
         for new in moves(state, +1):
             c = cost(new)
             gain = objective(new) - current_obj
-            if c <= limit and gain > 1e-9 and (best is None or gain / max(c - current_cost, 1e-9) > best[0]):
-                best = (gain / max(c - current_cost, 1e-9), new)
-        if best is None:
+            if c <= limit and gain > 1e-9 and (widen is None or gain / max(c - current_cost, 1e-9) > widen[0]):
+                widen = (gain / max(c - current_cost, 1e-9), new)
+        if widen is None:
             break
-        state = best[1]
+        state = widen[1]
         current_cost, current_obj = cost(state), objective(state)
 
     widths = _widths(state, units)

@@ -130,5 +130,5 @@ class LatencyTable:
         return self.geometry_latency(space.geometry(path))
 
 
-def save_table(table: dict, path: str | FsPath) -> None:
+def save_table(table: dict[str, Any], path: str | FsPath) -> None:
     write_json(path, table)

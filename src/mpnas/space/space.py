@@ -15,6 +15,7 @@ returns are `mpnas.space.geometry`'s); the modules, the cost model and the repor
 
 from __future__ import annotations
 
+import builtins
 import math
 import random
 from dataclasses import dataclass
@@ -90,7 +91,7 @@ class SearchSpace:
     def path_from_choices(self, choices: dict[str, Any]) -> Path:
         """Build a path from decision values (keys of `decisions()`); fixed values fill the rest."""
 
-        def pick(key: str, opts: tuple) -> Any:
+        def pick(key: str, opts: tuple[Any, ...]) -> Any:
             return choices[key] if len(opts) > 1 else opts[0]
 
         stem = width = pick("stem.filters", self.stem_filters)
@@ -318,7 +319,7 @@ class SearchSpace:
 @dataclass(frozen=True)
 class Decision:
     key: str
-    options: tuple
+    options: tuple[Any, ...]  # ints (filters, kernels), floats (expansions) or bools (se, skip)
     kind: str  # "filters" (a block's or the stem's output), "expansion", "kernel", "se" or "skip"
     # The (block, layer) the decision belongs to (STEM_LAYER for the stem's kernel); None for filters.
     layer: tuple[int, int] | None = None
@@ -432,6 +433,8 @@ class Path:
 
 @dataclass
 class _Reader:
+    # Its readers are named after the JSON types they read (`str`, `int`, `list`, ...), so annotations in the
+    # class body spell the built-in types as `builtins.*`.
     data: Any
     where: str
 
@@ -439,54 +442,54 @@ class _Reader:
         if not isinstance(self.data, dict):
             raise MpnasError(f"{self.where}: expected an object, got {type(self.data).__name__}")
 
-    def _get(self, key: str) -> Any:
+    def _get(self, key: builtins.str) -> Any:
         if key not in self.data:
             raise MpnasError(f"{self.where}: missing field {key!r}")
         return self.data[key]
 
-    def int(self, key: str) -> int:
+    def int(self, key: builtins.str) -> builtins.int:
         v = self._get(key)
         if isinstance(v, bool) or not isinstance(v, int):
             raise MpnasError(f"{self.where}: field {key!r} must be an integer, got {v!r}")
         return v
 
-    def number(self, key: str) -> float:
+    def number(self, key: builtins.str) -> float:
         v = self._get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise MpnasError(f"{self.where}: field {key!r} must be a number, got {v!r}")
         return v
 
-    def bool(self, key: str) -> bool:
+    def bool(self, key: builtins.str) -> builtins.bool:
         v = self._get(key)
         if not isinstance(v, bool):
             raise MpnasError(f"{self.where}: field {key!r} must be true or false, got {v!r}")
         return v
 
-    def str(self, key: str) -> str:
+    def str(self, key: builtins.str) -> builtins.str:
         v = self._get(key)
         if not isinstance(v, str):
             raise MpnasError(f"{self.where}: field {key!r} must be a string, got {v!r}")
         return v
 
-    def list(self, key: str) -> list:
+    def list(self, key: builtins.str) -> builtins.list[Any]:
         v = self._get(key)
         if not isinstance(v, list):
             raise MpnasError(f"{self.where}: field {key!r} must be a list, got {type(v).__name__}")
         return v
 
-    def ints(self, key: str) -> list[int]:
+    def ints(self, key: builtins.str) -> builtins.list[builtins.int]:
         v = self.list(key)
         if not v or any(isinstance(x, bool) or not isinstance(x, int) for x in v):
             raise MpnasError(f"{self.where}: field {key!r} must be a non-empty list of integers")
         return v
 
-    def numbers(self, key: str) -> list[float]:
+    def numbers(self, key: builtins.str) -> builtins.list[float]:
         v = self.list(key)
         if not v or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
             raise MpnasError(f"{self.where}: field {key!r} must be a non-empty list of numbers")
         return v
 
-    def bools(self, key: str) -> list[bool]:
+    def bools(self, key: builtins.str) -> builtins.list[builtins.bool]:
         v = self.list(key)
         if not v or any(not isinstance(x, bool) for x in v):
             raise MpnasError(f"{self.where}: field {key!r} must be a non-empty list of true/false")

@@ -198,7 +198,7 @@ def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: in
     model = model.to(device)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
     if cfg.sync_bn and ranks.active:
         use_sync_bn(model)
     combiner = LossCombiner(cfg.loss, domains.names()).to(device)

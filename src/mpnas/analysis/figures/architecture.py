@@ -81,7 +81,7 @@ def plot_architecture(arch: Architecture, out: str | Path) -> Path:
     for d in domains:
         used = {(u.block, u.layer): u for u in table.values() if d in u.domains}
         verts: list[tuple[float, float]] = []
-        codes: list[int] = []
+        codes: list[Any] = []  # matplotlib path codes (numpy uint8)
         for i, (b, l, _) in enumerate(columns):
             u = used.get((b, l))
             y = (cy(row_of[(u.kernel, u.se)]) if u else cy(0)) + offsets[d]

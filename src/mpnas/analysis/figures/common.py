@@ -10,7 +10,7 @@ import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_bytes
@@ -51,7 +51,7 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def is_step(v: Any) -> bool:
+def is_step(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -106,7 +106,7 @@ def not_logged(ax: Any, what: str) -> None:
 
 
 def domain_legend(fig: Any, order: Sequence[str], colors: Mapping[str, Any],
-                   extra: Sequence[tuple[str, dict]] = ()) -> None:
+                   extra: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=colors[d], lw=2) for d in order] + [Line2D([], [], **kw) for _, kw in extra]

@@ -127,6 +127,7 @@ def plot_controller_probs(rows: Iterable[Row], space: SearchSpace, out: str | Pa
             if c == 0:
                 ax.text(-0.02, y, d.key, transform=labels, va="center", ha="right", fontsize=6)
     bar = fig.add_axes((0.3, 0.35 / height, 0.4, 0.12 / height))
+    assert image is not None  # at least one domain was logged, or NothingToDraw was raised above
     fig.colorbar(image, cax=bar, orientation="horizontal")
     bar.tick_params(labelsize=7)
     bar.set_title("probability of the final choice (labelled on the right; grey: inside a skipped layer)", fontsize=8)
