@@ -49,8 +49,6 @@ def test_onnx_equals_pytorch_for_every_domain(run_dir, export_dir):
 
 def test_manifest_alone_reproduces_the_evaluation_top1(run_dir, export_dir, tiny_root):
     """What an app does: decode each test file, resize and normalise by the manifest, run onnxruntime."""
-    import onnxruntime as ort
-
     results = json.loads((run_dir / "results.json").read_text())
     m = manifest(export_dir)
     for d, e in m["domains"].items():
