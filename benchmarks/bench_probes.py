@@ -29,9 +29,10 @@ from mpnas.baselines.methods import train_and_evaluate
 from mpnas.data import DomainSet
 from mpnas.data.loader import iterate_split
 from mpnas.nn.dynamic import DynamicBatchNorm2d
-from mpnas.pipeline import load_data, load_trained_model, read_config
+from mpnas.rundir import load_data, read_config
+from mpnas.train.evaluate import load_trained_model
 from mpnas.space.arch import Architecture
-from mpnas.train.trainer import evaluate
+from mpnas.train.evaluate import evaluate
 
 
 def search_quality(runs: list[Path], last: int) -> None:

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mpnas.deploy.export import _timed, export_run, session
+from mpnas.deploy.export import _timed, export_run
+from mpnas.runtime import session
 from mpnas.deploy.predictor import load
 
 

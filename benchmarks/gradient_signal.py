@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from mpnas.config import resolve_config
-from mpnas.pipeline import build_space, load_data
+from mpnas.rundir import load_data
+from mpnas.space.presets import build_space
 from mpnas.search import loop
 from mpnas.search.gradient import GradientSearch, frozen
 from mpnas.search.relax import make_gates, probabilities, sample_relaxed

@@ -30,7 +30,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
 from mpnas.baselines import rankset
 from mpnas.config import RunConfig, resolve_config
 from mpnas.io import read_json, write_json
-from mpnas.pipeline import build_space, load_data
+from mpnas.rundir import load_data
+from mpnas.space.presets import build_space
 from mpnas.space.arch import Architecture
 
 HERE = Path(__file__).resolve().parent

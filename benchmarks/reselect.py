@@ -25,7 +25,8 @@ import torch
 from mpnas.baselines.methods import train_and_evaluate
 from mpnas.data import MultiDomainLoader
 from mpnas.io import read_json, write_json
-from mpnas.pipeline import STAGES, build_space, load_data, read_architecture, read_config, write_config
+from mpnas.rundir import STAGES, load_data, read_architecture, read_config, write_config
+from mpnas.space.presets import build_space
 from mpnas.search.loop import CostModel, _targets, derive_paths, load_final_search
 from mpnas.search.rewards import DEFAULT_BETA
 from mpnas.space.arch import Architecture

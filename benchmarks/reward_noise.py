@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from mpnas.data import MultiDomainLoader
-from mpnas.pipeline import build_space, load_data, read_config
+from mpnas.rundir import load_data, read_config
+from mpnas.space.presets import build_space
 from mpnas.search.loop import CostModel, _targets, load_final_search
 from mpnas.search.rewards import DEFAULT_BETA
 

@@ -36,7 +36,9 @@ from mpnas.baselines.methods import gradient_config
 from mpnas.baselines.rankset import train_path_alone
 from mpnas.data import DomainSet, MultiDomainLoader
 from mpnas.io import read_json, write_json
-from mpnas.pipeline import build_space, load_data, read_config, stage_finished, stage_search
+from mpnas.pipeline import stage_search
+from mpnas.rundir import load_data, read_config, stage_finished
+from mpnas.space.presets import build_space
 from mpnas.search.loop import load_final_search
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import path_cost

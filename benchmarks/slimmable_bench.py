@@ -42,7 +42,8 @@ def _cfg(seed: int, threads: int | None, slimmable: bool) -> Any:
 
 def _train_and_evaluate(cfg: Any, run_dir: Path, arch: Any, domains: Any) -> dict[str, Any]:
     from mpnas.io import read_json
-    from mpnas.pipeline import ARCH, RESULTS, stage_evaluate, stage_train, write_config
+    from mpnas.pipeline import stage_evaluate, stage_train
+    from mpnas.rundir import ARCH, RESULTS, write_config
 
     if (run_dir / RESULTS).is_file():
         return read_json(run_dir / RESULTS)
@@ -55,9 +56,11 @@ def _train_and_evaluate(cfg: Any, run_dir: Path, arch: Any, domains: Any) -> dic
 
 
 def run_seed(seed: int, archs: Path, out: Path, threads: int | None) -> None:
-    from mpnas.deploy.configure import Table, configure
+    from mpnas.space.configure import configure
     from mpnas.io import read_json, write_json
-    from mpnas.pipeline import apply_threads, evaluate_widths, load_data
+    from mpnas.pipeline import evaluate_widths
+    from mpnas.rundir import load_data, read_slim_table
+    from mpnas.train.optim import apply_threads
     from mpnas.space.arch import Architecture
     from mpnas.space.widths import Widths, slim_architecture, widths_cost
 
@@ -69,7 +72,7 @@ def run_seed(seed: int, archs: Path, out: Path, threads: int | None) -> None:
     t0 = time.perf_counter()
     _train_and_evaluate(cfg, slim_dir, arch, domains)
     print(f"seed {seed}: slimmable model trained and profiled ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-    table = Table.load(slim_dir, arch)
+    table = read_slim_table(slim_dir, arch)
     options = sorted(cfg.train.slim_multipliers)
     full = widths_cost(arch, Widths.uniform(arch, 1.0))[0].macs
     smallest = widths_cost(arch, Widths.uniform(arch, options[0]))[0].macs

@@ -32,9 +32,11 @@ from mpnas.config import resolve_config
 from mpnas.data import DomainSet
 from mpnas.io import read_json, write_json
 from mpnas.nn.merged import MultiPathModel
-from mpnas.pipeline import apply_threads, load_data
+from mpnas.rundir import load_data
+from mpnas.train.optim import apply_threads
 from mpnas.space.arch import Architecture
-from mpnas.train.trainer import evaluate, train_architecture
+from mpnas.train.evaluate import evaluate
+from mpnas.train.trainer import train_architecture
 
 HERE = Path(__file__).resolve().parent
 ARCH = HERE / "stability" / "architecture.json"

@@ -18,7 +18,8 @@ from dataclasses import replace
 import torch
 
 from mpnas.config import resolve_config
-from mpnas.pipeline import build_space, load_data
+from mpnas.rundir import load_data
+from mpnas.space.presets import build_space
 from mpnas.search.loop import time_search_steps
 
 

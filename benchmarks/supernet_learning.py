@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from mpnas.config import resolve_config
 from mpnas.data import MultiDomainLoader
 from mpnas.nn.supernet import Supernet
-from mpnas.pipeline import build_space, load_data
+from mpnas.rundir import load_data
+from mpnas.space.presets import build_space
 from mpnas.search.loop import warm_up
 from mpnas.train.optim import make_optimizer, make_scheduler
 

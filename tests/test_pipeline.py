@@ -94,7 +94,11 @@ def test_decathlon_run_scores_on_val_when_test_is_unlabelled(tiny_cfg, tiny_deca
     cfg = replace(tiny_cfg, data=replace(tiny_cfg.data, spec=f"decathlon:{tiny_decathlon}"))
     results = run_all(cfg, tmp_path / "run", progress=False)
     assert {d["eval_split"] for d in results["domains"].values()} == {"val"}
-    assert isinstance(results["decathlon_score"], float) and 0 <= results["decathlon_score"] <= 2000
+    # The Visual Decathlon score from its definition (Rebuffi et al. 2017): per domain 1000 / Emax^2 *
+    # max(0, Emax - error)^2, Emax twice the error of their ImageNet baseline (svhn 96.55, gtsrb 97.53 top-1).
+    e_max = {"svhn": 2 * (100 - 96.55), "gtsrb": 2 * (100 - 97.53)}
+    expected = sum(1000 / e_max[d] ** 2 * max(0.0, e_max[d] - (100 - r["top1"])) ** 2 for d, r in results["domains"].items())
+    assert results["decathlon_score"] == pytest.approx(expected, abs=0.05)  # from the rounded top-1 in results.json
     assert "decathlon" in (tmp_path / "run" / "report.md").read_text().lower()
 
 
@@ -115,5 +119,18 @@ def test_dry_run_times_each_stage_and_writes_nothing(tiny_cfg, tmp_path, capsys)
     assert rows["search, RL"]["count"] + rows.get("search, warm-up", {"count": 0})["count"] == tiny_cfg.search.steps
     assert rows.get("search, warm-up", {"count": 0})["count"] == warm
     assert rows["train"]["count"] == tiny_cfg.train.steps and rows["validation passes"]["count"] == 2  # 8 steps, every 4
-    assert all(r["seconds_each"] > 0 and r["seconds"] == r["count"] * r["seconds_each"] for r in plan["rows"])
-    assert plan["total_s"] == sum(r["seconds"] for r in plan["rows"])
+    assert all(r["seconds_each"] > 0 for r in plan["rows"])
+
+
+def test_dry_run_extrapolates_each_stage_to_the_budget(tiny_cfg, monkeypatch):
+    """With step times fixed, every row and the total are known in advance."""
+    from mpnas import pipeline
+
+    monkeypatch.setattr(pipeline, "time_search_steps", lambda cfg, domains, space, repeats: {
+        "steps": 10, "warmup_steps": 4, "warmup_s_per_step": 0.5, "rl_s_per_step": 0.25})
+    monkeypatch.setattr(pipeline, "time_train_steps", lambda cfg, domains, arch, repeats: {
+        "steps": 8, "s_per_step": 0.125, "evals": 2, "s_per_eval": 3.0})
+    plan = pipeline.plan_run(tiny_cfg, repeats=1)
+    assert [(r["stage"], r["count"], r["seconds"]) for r in plan["rows"]] == [
+        ("search, warm-up", 4, 2.0), ("search, RL", 6, 1.5), ("train", 8, 1.0), ("validation passes", 2, 6.0)]
+    assert plan["total_s"] == 10.5

@@ -221,7 +221,7 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
     if not isinstance(data, dict):
         raise MpnasError(f"config {where or 'root'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # every config class is a dataclass
     unknown = sorted(set(data) - names)
     if unknown:
         raise MpnasError(f"config {where or 'root'}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
@@ -246,7 +246,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             except MpnasError as exc:
                 errors.append(str(exc))
         raise MpnasError(errors[-1] if errors else f"config {where}: invalid value {value!r}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if dataclasses.is_dataclass(value):
             return value
         return from_dict(tp, value, where)

@@ -22,6 +22,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from mpnas.distributed import world
+from mpnas.errors import MpnasError
+from mpnas.io import cannot_write
+
 _ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 PLAIN_STEP_PERCENT = 5  # a plain progress line every this many percent
 
@@ -46,8 +50,6 @@ class _Transcript:
         if self.path == path:
             return
         self.close()
-        from mpnas.io import cannot_write
-
         try:
             self.file = open(path, "a", encoding="utf-8")  # a plain open: the umask's mode
         except OSError as exc:
@@ -103,12 +105,10 @@ def transcript(argv: list[str]) -> Iterator[None]:
     traceback, which Python prints after this returns, is added to an attached log as well."""
     record = _Transcript(f"$ mpnas {shlex.join(argv)}  [{time.strftime('%Y-%m-%d %H:%M:%S')}]")
     out, err = _Tee(sys.stdout, record), _Tee(sys.stderr, record)
-    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    sys.stdout, sys.stderr = out, err
     try:
         yield
     except Exception as exc:
-        from mpnas.errors import MpnasError
-
         if not isinstance(exc, MpnasError) and record.file is not None:
             import traceback
 
@@ -124,8 +124,6 @@ def transcript(argv: list[str]) -> Iterator[None]:
 def log_to(path: Path) -> None:
     """Append the console of the running command to `path` from now on (and what it showed so far); nothing when
     the command runs without `transcript` (mpnas used as a library) or on a rank other than 0."""
-    from mpnas.distributed import world
-
     tee = sys.stderr
     if isinstance(tee, _Tee) and world().is_main:
         tee.transcript.attach(Path(path))

@@ -148,39 +148,6 @@ class World:
             raise RuntimeError(f"{what}: the {self.size} processes are out of step (checksums {lo.tolist()} vs {hi.tolist()})")
 
 
-def sync_batch_norm(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, weight: torch.Tensor,
-                    bias: torch.Tensor, momentum: float, eps: float) -> torch.Tensor:
-    """Training-mode batch norm with statistics over the whole global batch (every rank's shard), as
-    `nn.SyncBatchNorm` computes them, for the sliced dynamic layers: one differentiable all-reduce of the
-    per-channel sums, so the gradient also flows through the other ranks' statistics."""
-    from torch.distributed.nn.functional import all_reduce
-
-    c = x.shape[1]
-    xf = x.float()
-    local = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)),
-                       torch.full((1,), float(x.numel() // c), device=x.device)])
-    total = all_reduce(local)
-    n = total[-1]
-    mean = total[:c] / n
-    var = (total[c : 2 * c] / n - mean * mean).clamp_min(0)
-    with torch.no_grad():
-        running_mean.mul_(1 - momentum).add_(momentum * mean)
-        running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))
-    scale = weight * torch.rsqrt(var + eps)
-    y = xf * scale.view(1, c, 1, 1) + (bias - mean * scale).view(1, c, 1, 1)
-    return y.to(x.dtype)
-
-
-def use_sync_bn(module: nn.Module, on: bool = True) -> int:
-    """Turn global-batch statistics on (or off) in every dynamic batch norm of `module`; returns how many."""
-    from mpnas.nn.dynamic import DynamicBatchNorm2d
-
-    layers = [m for m in module.modules() if isinstance(m, DynamicBatchNorm2d)]
-    for m in layers:
-        m.sync = on
-    return len(layers)
-
-
 _CONTROL: dict[str, Any] = {}  # the gloo group for small CPU messages, created once with the process group
 
 

@@ -1,17 +1,4 @@
-"""The stages of a run and the run directory they share.
-
-    DIR/config.yaml          the resolved configuration (written by the first stage, read by the others)
-    DIR/architecture.json    search: each domain's path and which domains use each node
-    DIR/search_state.pt      search: its checkpoint while it runs (`mpnas.train.checkpoint`), then its final state
-                             (supernet, controllers, optimisers, data position)
-    DIR/model.safetensors    train: the best weights of the merged model, architecture in the metadata
-    DIR/domains.json         train: class names, resolution and normalisation per domain (for predict, export)
-    DIR/train_state.pt       train: its checkpoint while it runs, then the final training state
-    DIR/metrics.jsonl        every stage: one JSON row per logged event
-    DIR/stages.json          which stages finished and their wall times
-    DIR/results.json         evaluate: per-domain top-1, parameters, MACs, Jaccard, decathlon score
-    DIR/report.md, figures/  report
-    DIR/log.txt              what the console showed, appended by every command run on the directory (`mpnas.console`)
+"""The stages of a run on a run directory (its files: `mpnas.rundir`): search, train, evaluate, report.
 
 Each stage can run alone (`mpnas search`, `mpnas train`, ...) on the directory the previous one wrote. With
 `resume=True` a finished stage is skipped and an unfinished one continues from its checkpoint, bit for bit.
@@ -28,119 +15,53 @@ unfinished) is decided by rank 0 for all (`World.decide`), and each stage ends a
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mpnas.analysis.metrics import decathlon_score
+from mpnas.analysis.report import write_report
 from mpnas.analysis.supernet import supernet_quality
-from mpnas.config import RunConfig, dump_yaml, load_yaml, to_dict
-from mpnas.data import DomainSet, load_domains_from_config
+from mpnas.config import RunConfig, to_dict
+from mpnas.console import log_to
+from mpnas.data import DomainSet, MultiDomainLoader
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
-from mpnas.io import atomic_write_text, make_dir, read_json, read_jsonl, write_json
+from mpnas.io import read_json, read_jsonl, write_json
 from mpnas.nn.merged import MultiPathModel
+from mpnas.rundir import (ARCH, CONFIG, DOMAINS, LOG, METRICS, REPORT, RESULTS, SEARCH_STATE, STAGES, TRAIN_ROWS,
+                          TRAIN_STATE, WEIGHTS, drop_metrics, finished_checkpoint, load_data, mark_stage,
+                          read_architecture, read_config, remove_outputs, run_status, stage_finished,
+                          stage_finished_here, stage_times, write_config, write_domain_info, write_results)
+from mpnas.search.loop import check_search, run_search, time_search_steps
 from mpnas.space.arch import Architecture
+from mpnas.space.configure import add_measured
 from mpnas.space.cost import architecture_cost, domain_costs
-from mpnas.space.presets import get_space
-from mpnas.space.space import SearchSpace
-
-CONFIG, ARCH, WEIGHTS, RESULTS, STAGES = "config.yaml", "architecture.json", "model.safetensors", "results.json", "stages.json"
-SEARCH_STATE, TRAIN_STATE, METRICS = "search_state.pt", "train_state.pt", "metrics.jsonl"
-DOMAINS, SLIM_TABLE, REPORT, FIGURES, LOG = "domains.json", "slim_table.json", "report.md", "figures", "log.txt"
-STAGES_IN_ORDER = ("search", "train", "evaluate", "report")
-# What each stage writes; `--overwrite` of a stage removes its outputs and those of every later stage.
-OUTPUTS = {"search": (ARCH, SEARCH_STATE), "train": (WEIGHTS, TRAIN_STATE, DOMAINS, SLIM_TABLE),
-           "evaluate": (RESULTS,), "report": (REPORT, FIGURES)}
-TRAIN_ROWS = ("train", "train_eval")  # the `stage` of training's rows in metrics.jsonl; the others are the search's
+from mpnas.space.presets import build_space
+from mpnas.space.widths import read_config_widths, slim_architecture
+from mpnas.train.checkpoint import Checkpointer, fingerprint
+from mpnas.train.evaluate import evaluate, load_trained_model
+from mpnas.train.optim import apply_threads, compute_dtype, resolve_device, steps_for
+from mpnas.train.slimmable import apply_widths, profile
+from mpnas.train.trainer import time_train_steps, train_architecture
 
 
 def say(message: str) -> None:
     """A line for the user on stderr, from rank 0 only (the console, and so log.txt, shows it once)."""
-    import sys
-
     if world().is_main:
         print(f"mpnas: {message}", file=sys.stderr, flush=True)
-
-
-def build_space(cfg: RunConfig) -> SearchSpace:
-    return get_space(cfg.space.preset, cfg.data.resolution, cfg.space.width_mult, cfg.space.layers_per_block)
-
-
-def load_data(cfg: RunConfig, progress: bool = True) -> DomainSet:
-    """The run's domains; under torchrun rank 0 loads first, so that it alone fills the decoded-data cache."""
-    ranks = world()
-    if not ranks.active:
-        return load_domains_from_config(cfg.data, progress=progress)
-    domains = load_domains_from_config(cfg.data, progress=progress) if ranks.is_main else None
-    ranks.barrier()
-    return domains or load_domains_from_config(cfg.data, progress=False)
-
-
-def apply_threads(cfg: RunConfig) -> None:
-    if cfg.threads is not None:
-        if cfg.threads < 1:
-            raise MpnasError(f"config threads must be >= 1, got {cfg.threads}")
-        torch.set_num_threads(cfg.threads)
-
-
-def write_config(run_dir: Path, cfg: RunConfig) -> None:
-    if world().is_main:
-        make_dir(run_dir)
-        atomic_write_text(run_dir / CONFIG, dump_yaml(cfg))
-
-
-def read_config(run_dir: Path) -> RunConfig:
-    if not (run_dir / CONFIG).is_file():
-        raise MpnasError(f"run directory {run_dir}: no {CONFIG} (is this a directory written by `mpnas search` or `mpnas run`?)")
-    return load_yaml(run_dir / CONFIG)
-
-
-def read_architecture(run_dir: Path) -> Architecture:
-    if not (run_dir / ARCH).is_file():
-        raise MpnasError(f"run directory {run_dir}: no {ARCH}; run `mpnas search --out {run_dir}` first")
-    return Architecture.load(run_dir / ARCH)
-
-
-def mark_stage(run_dir: Path, stage: str, seconds: float, **info: Any) -> None:
-    if not world().is_main:
-        return
-    stages = read_json(run_dir / STAGES, "stages file") if (run_dir / STAGES).is_file() else {}
-    stages[stage] = {"finished": True, "wall_time_s": round(seconds, 2), **info}
-    write_json(run_dir / STAGES, stages)
-
-
-def stage_finished(run_dir: Path, stage: str) -> bool:
-    """Whether `stage` finished in `run_dir` (decided by rank 0 under torchrun)."""
-    return world().decide(lambda: _stage_finished_here(run_dir, stage))
-
-
-def _stage_finished_here(run_dir: Path, stage: str) -> bool:
-    if not (run_dir / STAGES).is_file():
-        return False
-    return bool(read_json(run_dir / STAGES, "stages file").get(stage, {}).get("finished"))
-
-
-def run_status(run_dir: Path, stage: str = "run") -> str:
-    """"finished", "unfinished" or "none" for `stage` ("run": the whole method, or "search", "train") in `run_dir`.
-
-    Only checkpoints and finished stages count as a run: a directory holding nothing but config.yaml (a command
-    that stopped before computing anything) or a log holds none, so any corrected command may start there."""
-    last = "evaluate" if stage == "run" else stage
-    if not run_dir.is_dir():
-        return "none"
-    if _stage_finished_here(run_dir, last):
-        return "finished"
-    started = {"run": (SEARCH_STATE, TRAIN_STATE, STAGES), "search": (SEARCH_STATE,), "train": (TRAIN_STATE,)}
-    return "unfinished" if any((run_dir / f).is_file() for f in started[stage]) else "none"
 
 
 def unfinished_run(run_dir: Path, stage: str = "evaluate") -> str | None:
     """Why `run_dir` holds a run that started and has not finished `stage` (None: nothing started, or it finished)."""
     if run_status(run_dir, "run" if stage == "evaluate" else stage) != "unfinished":
         return None
-    done = [k for k in ("search", "train") if _stage_finished_here(run_dir, k)]
+    done = [k for k in ("search", "train") if stage_finished_here(run_dir, k)]
     return f"run directory {run_dir} holds an unfinished run (finished stages: {', '.join(done) or 'none'})"
 
 
@@ -183,8 +104,6 @@ def open_run(run_dir: Path, stage: str, cfg: RunConfig, *, explicit: bool, resum
     `resume` on a directory that holds no run starts one with `cfg`, so one command both starts and continues a
     run (a requeued job, `torchrun --max-restarts`). `threads` and `device` (flags, None when not given) may
     change on a resume: they change the speed, not the result."""
-    from dataclasses import replace
-
     if resume and overwrite:
         raise MpnasError("--resume continues the run in the directory and --overwrite replaces it: give one of them")
     if run_dir.exists() and not run_dir.is_dir():
@@ -208,59 +127,11 @@ def open_run(run_dir: Path, stage: str, cfg: RunConfig, *, explicit: bool, resum
     return replace(saved, threads=saved.threads if threads is None else threads, device=device or saved.device), True
 
 
-def remove_outputs(run_dir: Path, stage: str) -> None:
-    """`--overwrite`: remove what `stage` ("run", "search" or "train") and every later stage wrote (rank 0). A run
-    or its search loses everything mpnas wrote; training keeps the config and the search's rows of metrics.jsonl."""
-    import shutil
-
-    if not world().is_main or not run_dir.is_dir():
-        return
-    first = "search" if stage == "run" else stage
-    names = [f for s in STAGES_IN_ORDER[STAGES_IN_ORDER.index(first):] for f in OUTPUTS[s]]
-    if first == "search":
-        names += [CONFIG, METRICS, STAGES, LOG]
-    else:
-        drop_metrics(run_dir, TRAIN_ROWS)
-        stages = read_json(run_dir / STAGES, "stages file") if (run_dir / STAGES).is_file() else {}
-        if stages:
-            write_json(run_dir / STAGES, {k: v for k, v in stages.items() if k not in STAGES_IN_ORDER[1:]})
-    try:
-        for name in names:
-            path = run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-    except OSError as exc:
-        raise MpnasError(f"--overwrite: cannot remove {exc.filename or run_dir}: {exc.strerror or exc}") from None
-
-
-def drop_metrics(run_dir: Path, stages: tuple[str, ...] | None) -> None:
-    """Remove the rows of `stages` (None: every row) from metrics.jsonl: a stage that starts afresh must not leave
-    an earlier attempt's rows mixed with its own."""
-    path = run_dir / METRICS
-    if not world().is_main or not path.is_file():
-        return
-    if stages is None:
-        path.unlink()
-        return
-    kept = [r for r in read_jsonl(path) if r.get("stage") not in stages]
-    import json
-
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-
-
 def check_run(cfg: RunConfig, stages: tuple[str, ...], run_dir: Path | None = None, progress: bool = True,
               arch: Architecture | None = None) -> DomainSet:
     """Every check of `stages` that can fail, before anything is written: threads, device and precision, the
     space, a writable location, the data (loaded, so decoded into the cache), and each stage's own checks.
     Returns the loaded domains, so that the stages do not load them again."""
-    import os
-
-    from mpnas.data import MultiDomainLoader
-    from mpnas.search.loop import check_search
-    from mpnas.train.optim import compute_dtype, resolve_device, steps_for
-
     apply_threads(cfg)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
@@ -305,8 +176,6 @@ def check_architecture(arch: Architecture, domains: DomainSet) -> None:
 def prepare_run_dir(run_dir: Path, stage: str, cfg: RunConfig, overwrite: bool = False) -> None:
     """After `open_run` and `check_run`: remove the old outputs if overwriting, write config.yaml, and start
     log.txt (the console's lines so far, then the rest as they come: `mpnas.console`)."""
-    from mpnas.console import log_to
-
     if overwrite:
         remove_outputs(run_dir, stage)
     write_config(run_dir, cfg)
@@ -315,46 +184,21 @@ def prepare_run_dir(run_dir: Path, stage: str, cfg: RunConfig, overwrite: bool =
 
 
 def _search_checkpointer(cfg: RunConfig, run_dir: Path, groups: dict[str, list[str]] | None, method: str,
-                         domains: DomainSet) -> Any:
-    from mpnas.train.checkpoint import Checkpointer, fingerprint
-
+                         domains: DomainSet) -> Checkpointer:
     key = fingerprint(to_dict(cfg), groups=groups, method=method, domains=domains.names())
     return Checkpointer(run_dir / SEARCH_STATE, "search", cfg.checkpoint_every, key, run_dir / METRICS)
 
 
-def _train_checkpointer(cfg: RunConfig, run_dir: Path, arch: Architecture) -> Any:
-    from mpnas.train.checkpoint import Checkpointer, fingerprint
-
+def _train_checkpointer(cfg: RunConfig, run_dir: Path, arch: Architecture) -> Checkpointer:
     paths = {k: v for k, v in arch.to_dict().items() if k != "meta"}
     return Checkpointer(run_dir / TRAIN_STATE, "train", cfg.checkpoint_every, fingerprint(to_dict(cfg), arch=paths),
                         run_dir / METRICS)
 
 
-def _finished_checkpoint(ckpt: Any) -> dict[str, Any] | None:
+def _finished_checkpoint(ckpt: Checkpointer) -> dict[str, Any] | None:
     """What a stage's checkpoint records when it holds this run's finished stage (its final state was written, and
     the process was killed before the stage was marked finished), else None. Decided by rank 0."""
-
-    def read() -> dict[str, Any] | None:
-        from mpnas.train.checkpoint import FORMAT
-        from mpnas.train.optim import load_checkpoint
-
-        if not ckpt.path.is_file():
-            return None
-        data = load_checkpoint(ckpt.path)
-        if not (isinstance(data, dict) and data.get("format") == FORMAT and data.get("finished")
-                and data.get("fingerprint") == ckpt.fingerprint):
-            return None
-        state = data["state"]
-        return {"elapsed_s": float(data["elapsed_s"]), "best_step": state.get("best_step"),
-                "best_score": state.get("best_score")}
-
-    return world().decide(read)
-
-
-def stage_times(run_dir: Path) -> dict[str, float]:
-    if not (run_dir / STAGES).is_file():
-        return {}
-    return {k: v.get("wall_time_s", 0.0) for k, v in read_json(run_dir / STAGES, "stages file").items()}
+    return world().decide(lambda: finished_checkpoint(ckpt.path, ckpt.fingerprint))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -363,8 +207,6 @@ def stage_times(run_dir: Path) -> dict[str, float]:
 def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
                  groups: dict[str, list[str]] | None = None, method: str = "mpnas", resume: bool = False) -> Architecture:
     """Search and write architecture.json; `groups` maps controllers to domains (default: one per domain)."""
-    from mpnas.search.loop import run_search
-
     if resume and stage_finished(run_dir, "search"):
         say(f"search: finished earlier in {run_dir}, kept ({ARCH})")
         return read_architecture(run_dir)
@@ -397,9 +239,6 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
                 arch: Architecture | None = None, resume: bool = False, supernet_from: Path | None = None) -> MultiPathModel:
     """Train the merged model (from scratch, or with `train.from_supernet` from the supernet of the search in
     `supernet_from`, default `run_dir`) and mark the stage."""
-    from mpnas.deploy.info import write_domain_info
-    from mpnas.train.trainer import train_architecture
-
     apply_threads(cfg)
     arch = arch or read_architecture(run_dir)
     if resume and stage_finished(run_dir, "train"):
@@ -423,8 +262,6 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
         best_step, best_score, elapsed = state.best_step, state.best_score, None
     info: dict[str, Any] = {}
     if cfg.train.slimmable:
-        from mpnas.train.slimmable import profile
-
         t0 = time.perf_counter()
         profile(model, domains, cfg, run_dir)
         info["profile_s"] = round(time.perf_counter() - t0, 1)
@@ -434,21 +271,8 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
     return model
 
 
-def load_trained_model(cfg: RunConfig, run_dir: Path, arch: Architecture | None = None) -> MultiPathModel:
-    """The merged model of a trained run directory, with its weights, on the configured device."""
-    from mpnas.train.optim import resolve_device
-    from mpnas.train.trainer import load_weights
-
-    model = MultiPathModel(arch or read_architecture(run_dir), dropout=cfg.train.dropout,
-                           bn_per_domain=cfg.train.bn_per_domain)
-    load_weights(model, run_dir / WEIGHTS)
-    return model.to(resolve_device(cfg.device))
-
-
 def stage_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, model: MultiPathModel | None = None,
                    method: str | None = None) -> dict[str, Any]:
-    from mpnas.train.trainer import evaluate
-
     t0 = time.perf_counter()
     apply_threads(cfg)
     arch = read_architecture(run_dir)
@@ -461,7 +285,7 @@ def stage_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = No
     mark_stage(run_dir, "evaluate", time.perf_counter() - t0)
     if world().is_main:
         results["wall_time_s"] = stage_times(run_dir)
-        write_json(run_dir / RESULTS, results)
+        write_results(run_dir, results)
     world().barrier()
     return results
 
@@ -469,11 +293,6 @@ def stage_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = No
 def evaluate_widths(cfg: RunConfig, run_dir: Path, config_path: Path) -> dict[str, Any]:
     """`mpnas evaluate --config`: the run's model at a width configuration, its batch norm recalibrated; the test
     (and validation) top-1 are added to the configuration file as its measured figures. results.json is untouched."""
-    from mpnas.deploy.configure import add_measured
-    from mpnas.space.widths import read_config_widths, slim_architecture
-    from mpnas.train.slimmable import apply_widths
-    from mpnas.train.trainer import evaluate
-
     apply_threads(cfg)
     arch = read_architecture(run_dir)
     if not cfg.train.slimmable:
@@ -499,8 +318,6 @@ def evaluate_widths(cfg: RunConfig, run_dir: Path, config_path: Path) -> dict[st
 
 def results_dict(method: str, cfg: RunConfig, arch: Architecture, domains: DomainSet, top1: dict[str, float],
                  val_top1: dict[str, float] | None = None) -> dict[str, Any]:
-    from mpnas.analysis.metrics import decathlon_score
-
     costs = domain_costs(arch)
     total = architecture_cost(arch, cfg.train.bn_per_domain)
     return {
@@ -531,8 +348,6 @@ def results_dict(method: str, cfg: RunConfig, arch: Architecture, domains: Domai
 
 
 def stage_report(run_dir: Path) -> Path:
-    from mpnas.analysis.report import REPORT, write_report
-
     if not world().is_main:  # the figures are drawn by rank 0 alone
         return run_dir / REPORT
     t0 = time.perf_counter()
@@ -546,10 +361,6 @@ def plan_run(cfg: RunConfig, repeats: int = 3) -> dict[str, Any]:
     """`mpnas run --dry-run`: time a few steps of each stage on this device and extrapolate to the budget's step
     counts, writing nothing. Training is timed on the merged model of the space's reference path for every
     domain (the searched paths are not known yet; the reference is the middle option of every decision)."""
-    from mpnas.search.loop import time_search_steps
-    from mpnas.train.optim import resolve_device
-    from mpnas.train.trainer import time_train_steps
-
     apply_threads(cfg)
     domains = load_data(cfg, progress=False)
     space = build_space(cfg)
@@ -587,6 +398,6 @@ def run_all(cfg: RunConfig, run_dir: Path, progress: bool = True, resume: bool =
         stage_search(cfg, run_dir, domains, progress, resume=resume)
         model = stage_train(cfg, run_dir, domains, progress, resume=resume)
         results = stage_evaluate(cfg, run_dir, domains, model)
-    if world().is_main and not (resume and (run_dir / REPORT).is_file() and _stage_finished_here(run_dir, "report")):
+    if world().is_main and not (resume and (run_dir / REPORT).is_file() and stage_finished_here(run_dir, "report")):
         stage_report(run_dir)
     return results

@@ -7,10 +7,10 @@ import pytest
 from mpnas.baselines import methods as M
 from mpnas.baselines.bench import run_bench
 from mpnas.nn.merged import MultiPathModel
-from mpnas.pipeline import load_data
+from mpnas.rundir import load_data
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import path_cost
-from mpnas.train.trainer import load_weights
+from mpnas.rundir import load_weights
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +165,7 @@ def test_bench_split_across_processes_skips_live_claims_and_takes_over_dead_ones
 
 def test_loss_ablation_retrains_each_architecture_with_each_loss(bench_dir, tiny_cfg, monkeypatch):
     from mpnas.baselines.bench import LOSS_VARIANTS
-    from mpnas.pipeline import read_config
+    from mpnas.rundir import read_config
 
     run_bench(tiny_cfg, ["mpnas", "sp-mn", "mdsp-nas", "mrp"], [0], bench_dir, ablate="loss", progress=False,
               say=lambda m: None)

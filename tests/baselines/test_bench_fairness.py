@@ -9,10 +9,12 @@ import pytest
 from mpnas.analysis.stats import paired_difference
 from mpnas.baselines import methods as M
 from mpnas.baselines.bench import _empirical_weights, run_bench
-from mpnas.baselines.tables import front_name, paired_against_mpnas
+from mpnas.baselines.names import front_name
+from mpnas.baselines.tables import paired_against_mpnas
 from mpnas.errors import MpnasError
 from mpnas.io import write_json
-from mpnas.pipeline import build_space, load_data, read_config
+from mpnas.rundir import load_data, read_config
+from mpnas.space.presets import build_space
 from mpnas.search.loop import CostModel
 from mpnas.space.arch import Architecture
 

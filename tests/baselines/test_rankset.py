@@ -11,7 +11,8 @@ import pytest
 from mpnas.baselines import methods as M
 from mpnas.baselines.rankset import build, collect, pieces, plan_set, restore, unsaturated_domains
 from mpnas.errors import MpnasError
-from mpnas.pipeline import build_space, load_data
+from mpnas.rundir import load_data
+from mpnas.space.presets import build_space
 from mpnas.search.loop import CostModel
 from mpnas.space.space import Path as SpacePath
 

@@ -4,11 +4,12 @@ import pytest
 
 from mpnas.errors import MpnasError
 from mpnas.io import write_json
-from mpnas.pipeline import build_space, load_data
+from mpnas.rundir import load_data
+from mpnas.space.presets import build_space
 import random
 
 from mpnas.search.loop import run_search, warm_up
-from mpnas.space.latency import measure_table
+from mpnas.nn.measure import measure_table
 
 
 @pytest.fixture(scope="module")

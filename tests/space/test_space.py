@@ -6,8 +6,9 @@ import pytest
 
 from mpnas.errors import MpnasError
 from mpnas.space.arch import Architecture
+from mpnas.space.geometry import make_divisible
 from mpnas.space.presets import get_space
-from mpnas.space.space import BlockSpace, LayerSpace, Path, SearchSpace, make_divisible
+from mpnas.space.space import BlockSpace, LayerSpace, Path, SearchSpace
 
 
 def tiny_space() -> SearchSpace:

@@ -15,7 +15,8 @@ import torch
 
 from mpnas import distributed
 from mpnas.config import load_yaml
-from mpnas.pipeline import build_space, load_data
+from mpnas.rundir import load_data
+from mpnas.space.presets import build_space
 from mpnas.search.loop import run_search
 from mpnas.train.trainer import train_architecture
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from mpnas.baselines.methods import random_architecture
-from mpnas.pipeline import load_data
-from mpnas.train.trainer import evaluate, train_architecture
+from mpnas.rundir import load_data
+from mpnas.train.evaluate import evaluate
+from mpnas.train.trainer import train_architecture
 
 
 def test_a_probed_run_trains_bit_for_bit_as_an_unprobed_one(tiny_cfg, tmp_path):

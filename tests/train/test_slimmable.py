@@ -13,7 +13,8 @@ import torch
 
 from mpnas.config import apply_overrides
 from mpnas.nn.dynamic import DynamicBatchNorm2d
-from mpnas.pipeline import build_space, load_data
+from mpnas.rundir import load_data
+from mpnas.space.presets import build_space
 from mpnas.space.arch import Architecture
 from mpnas.space.widths import Widths
 from mpnas.train import trainer

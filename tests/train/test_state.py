@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from mpnas.errors import MpnasError
-from mpnas.pipeline import build_space, load_data
+from mpnas.rundir import load_data
+from mpnas.space.presets import build_space
 from mpnas.search.loop import run_search
-from mpnas.train.optim import check_finite, load_checkpoint, save_checkpoint
+from mpnas.rundir import load_checkpoint, save_checkpoint
+from mpnas.train.optim import check_finite
 
 
 def test_non_finite_loss_names_the_domain_and_step():

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from mpnas.space.arch import Architecture
-from mpnas.space.space import Path, SearchSpace, iter_layers, node_id
+from mpnas.space.geometry import node_id
+from mpnas.space.space import Path, SearchSpace, iter_layers
 
 
 @dataclass(frozen=True)

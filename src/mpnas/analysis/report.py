@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mpnas.analysis import figures as f
 from mpnas.analysis.figures import NothingToDraw
 from mpnas.analysis.metrics import decathlon_points
 from mpnas.analysis.nodes import NodeUse, format_path, node_table
 from mpnas.analysis.slimmable import SLIM_FIGURE, plot_slimmable, slimmable_lines
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_text, read_json, read_jsonl
+from mpnas.rundir import ARCH, CONFIG, FIGURES, METRICS, REPORT, RESULTS, SLIM_TABLE
 from mpnas.space.arch import Architecture
 
-ARCH, RESULTS, METRICS, CONFIG, REPORT, FIGURES, SLIM_TABLE = (
-    "architecture.json", "results.json", "metrics.jsonl", "config.yaml", "report.md", "figures", "slim_table.json")
 _PRODUCERS = {ARCH: "mpnas search --out", RESULTS: "mpnas evaluate --run"}  # each with the run directory
 
 
@@ -79,8 +79,6 @@ def _read_results(path: Path) -> dict[str, Any]:
 
 
 def _figure_plan(arch: Architecture, results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[_Figure]:
-    from mpnas.analysis import figures as f
-
     stages = {r.get("stage") for r in rows}
     order = arch.domains
     no_metrics = "no metrics.jsonl rows from"
@@ -321,13 +319,14 @@ def _supernet_section(arch: Architecture, results: Mapping[str, Any]) -> list[st
     q = arch.meta.get("supernet_top1")
     if not isinstance(q, dict) or not q:
         return []
-    domains = results.get("domains") if isinstance(results.get("domains"), dict) else {}
+    domains = results["domains"] if isinstance(results.get("domains"), dict) else {}
     lines = ["### Does the supernet learn every domain?", "",
              "Mean validation top-1 (%) of the sampled paths (the reward's Q) over the last tenth of the warm-up and of "
              "the search, against chance and the trained model's validation top-1.", "",
              "| domain | chance | end of warm-up | end of search | trained model (val) |", "|---|---:|---:|---:|---:|"]
     for d in arch.domains:
-        cell = q.get(d) if isinstance(q.get(d), dict) else {}
+        cell = q.get(d)
+        cell = cell if isinstance(cell, dict) else {}
         trained = domains.get(d, {}).get("val_top1") if isinstance(domains.get(d), dict) else None
         lines.append(f"| {d} | {100.0 / arch.num_classes[d]:.1f} | {_fmt(cell.get('warmup_end'), '.1f')} | "
                      f"{_fmt(cell.get('search_end'), '.1f')} | {_fmt(trained, '.1f')} |")

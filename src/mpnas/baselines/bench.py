@@ -25,17 +25,20 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from mpnas.baselines.methods import METHODS, NEEDS, average_results, retrain_with_loss, run_method
-from mpnas.baselines.tables import LOSS_VARIANTS, front_name, write_bench
-from mpnas.baselines.tables import finished as _finished_here
+from mpnas.baselines.methods import NEEDS, average_results, retrain_with_loss, run_method
+from mpnas.baselines.names import METHODS, front_name
+from mpnas.baselines.tables import LOSS_VARIANTS, write_bench
 from mpnas.config import RunConfig
+from mpnas.data import DomainSet
 from mpnas.console import log_to
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
-from mpnas.io import make_dir, write_json
-from mpnas.pipeline import RESULTS, apply_threads, load_data
+from mpnas.io import make_dir
+
+from mpnas.rundir import finished_results, load_data, write_results
+from mpnas.train.optim import apply_threads
 from mpnas.search.rewards import DEFAULT_BETA
 
 CLAIM = ".claim"
@@ -62,7 +65,7 @@ def _claim_live(lock: Path) -> bool:
 
 def _finished(run_dir: Path) -> dict[str, Any] | None:
     """A finished run's results (None if unfinished), read by rank 0 for every rank under torchrun."""
-    return world().decide(lambda: _finished_here(run_dir))
+    return world().decide(lambda: finished_results(run_dir))
 
 
 def _started(run_dir: Path) -> bool:
@@ -112,7 +115,7 @@ def _claimed_here(run_dir: Path) -> Iterator[bool]:
 
 
 def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Path, ablate: str | None = None,
-              progress: bool = True, say=print, front: Iterable[float] = (), ablate_search: bool = False,
+              progress: bool = True, say: Callable[[str], None] = print, front: Iterable[float] = (), ablate_search: bool = False,
               poll_s: float = 30.0, resume: bool = False) -> dict[str, Any]:
     """Run every method and seed not yet finished in `out`, then tabulate whatever has finished.
 
@@ -166,19 +169,21 @@ def run_bench(cfg: RunConfig, methods: list[str], seeds: Iterable[int], out: Pat
     return world().decide(lambda: write_bench(out, cfg))  # rank 0 draws the tables and figures
 
 
-def _wait_for(run_dir: Path, what: str, say, poll_s: float) -> bool:
+def _wait_for(run_dir: Path, what: str, say: Callable[[str], None], poll_s: float) -> bool:
     """Wait while another live process holds `run_dir`; True once it has finished."""
     def wait() -> bool:
-        if _finished_here(run_dir) is None and _claim_live(run_dir / CLAIM):
+        if finished_results(run_dir) is None and _claim_live(run_dir / CLAIM):
             say(f"bench: {what} (another process is running it)")
-            while _finished_here(run_dir) is None and _claim_live(run_dir / CLAIM):
+            while finished_results(run_dir) is None and _claim_live(run_dir / CLAIM):
                 time.sleep(poll_s)
-        return _finished_here(run_dir) is not None
+        return finished_results(run_dir) is not None
 
     return world().decide(wait)
 
 
-def _ablate_loss(cfg: RunConfig, out: Path, seed: int, domains, progress: bool, say, search: bool = False):
+def _ablate_loss(cfg: RunConfig, out: Path, seed: int, domains: DomainSet | None, progress: bool,
+                 say: Callable[[str], None], search: bool = False) -> DomainSet | None:
+    """Every loss variant of `seed` not yet finished; returns the domains, loaded when a run needed them."""
     scfg = replace(cfg, seed=seed)
     base = out / "mpnas" / f"seed{seed}"
     if not _finished(base):
@@ -198,7 +203,7 @@ def _ablate_loss(cfg: RunConfig, out: Path, seed: int, domains, progress: bool, 
                 loss = replace(scfg.loss, kind=kind, weights=dict(weights or {}))
                 results = run_method("mpnas", replace(scfg, loss=loss), run_dir, domains, progress)
                 results["method"] = f"mpnas+{kind}"
-                write_json(run_dir / RESULTS, results)
+                write_results(run_dir, results)
             else:
                 retrain_with_loss(scfg, base, run_dir, domains, kind, f"mpnas+{kind}", weights, progress)
     for method in ("sp-mn", "mdsp-nas", "mrp"):
@@ -217,13 +222,13 @@ def _ablate_loss(cfg: RunConfig, out: Path, seed: int, domains, progress: bool, 
                 for k in range(scfg.baselines.mrp_trials):
                     trials.append(_finished(run_dir / f"trial{k}") or retrain_with_loss(
                         scfg, src / f"trial{k}", run_dir / f"trial{k}", domains, "x", "mrp+x", None, progress))
-                write_json(run_dir / RESULTS, average_results("mrp+x", trials))
+                write_results(run_dir, average_results("mrp+x", trials))
             else:
                 retrain_with_loss(scfg, src, run_dir, domains, "x", f"{method}+x", None, progress)
     return domains
 
 
-def _empirical_weights(out: Path, seed: int, say=print, poll_s: float = 30.0) -> dict[str, float]:
+def _empirical_weights(out: Path, seed: int, say: Callable[[str], None] = print, poll_s: float = 30.0) -> dict[str, float]:
     """The paper doubled the weight of its hardest domain; here the hardest is the identity-loss run's lowest
     validation top-1 (never the test split, which would let the test data choose the loss)."""
     x_dir = out / "ablate-loss" / "x" / f"seed{seed}"

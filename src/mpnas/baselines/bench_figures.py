@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mpnas.baselines.tables import FRONT_PREFIX, label, ordered
+from mpnas.baselines.names import FRONT_PREFIX, label, ordered
 
 _MARKERS = "osD^v<>pPX*"
 

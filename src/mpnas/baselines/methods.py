@@ -31,30 +31,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mpnas.baselines.names import METHODS
 from mpnas.config import RunConfig
 from mpnas.data import DomainSet
 from mpnas.errors import MpnasError
-from mpnas.io import read_json, write_json
-from mpnas.pipeline import (
-    ARCH,
-    RESULTS,
-    build_space,
-    load_data,
-    mark_stage,
-    stage_times,
-    stage_evaluate,
-    stage_report,
-    stage_search,
-    stage_train,
-    write_config,
-)
-from mpnas.space.arch import Architecture
+from mpnas.analysis.metrics import decathlon_score
+from mpnas.pipeline import stage_evaluate, stage_report, stage_search, stage_train
+from mpnas.rundir import ARCH, finished_results, load_data, mark_stage, stage_times, write_config, write_results
 from mpnas.search.loop import CostModel
+from mpnas.space.arch import Architecture
 from mpnas.space.cost import domain_costs
+from mpnas.space.presets import build_space
 from mpnas.train.optim import steps_for
 
-METHODS = ("mpnas", "sd-nas", "sp-mn", "mdsp-nas", "mrp", "trl", "mrp-matched", "mpnas-gradient", "mpnas-gradient-oneshot",
-           "mrp-matched-gradient")
 # Methods that need another method's run of the same seed (in the same bench directory) before they can start.
 NEEDS = {"mrp-matched": "mpnas", "mpnas-gradient-oneshot": "mpnas-gradient", "mrp-matched-gradient": "mpnas-gradient"}
 MATCH_TOLERANCE = 0.05  # mrp-matched: |cost / MPNAS cost - 1| at most this, per domain
@@ -95,7 +84,7 @@ def train_and_evaluate(cfg: RunConfig, run_dir: Path, domains: DomainSet, arch: 
     """Train an architecture from scratch in `run_dir`, evaluate it and (optionally) write its report."""
     write_config(run_dir, cfg)
     arch.meta["method"] = method
-    arch.save(run_dir / "architecture.json")
+    arch.save(run_dir / ARCH)
     model = stage_train(cfg, run_dir, domains, progress, arch=arch, resume=resume)
     results = stage_evaluate(cfg, run_dir, domains, model, method=method)
     if report:
@@ -220,7 +209,7 @@ def matched_random_architecture(cfg: RunConfig, domains: DomainSet, reference: A
                 break
             if draws >= max_draws:
                 break
-        walk = 0
+        walk: int | None = 0
         if abs(value / target - 1) > tolerance:
             path, value, walk = _walk_to_cost(space, path, lambda p: cost(d.name, space.geometry(p)), target, tolerance, rng,
                                               max_walk)
@@ -272,14 +261,15 @@ def _mrp(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, resu
     trials = []
     for k in range(cfg.baselines.mrp_trials):
         trial_dir = run_dir / f"trial{k}"
-        if (trial_dir / RESULTS).is_file():
-            trials.append(read_json(trial_dir / RESULTS, "results file"))
+        done = finished_results(trial_dir)
+        if done is not None:
+            trials.append(done)
             continue
         arch = random_architecture(cfg, domains, seed=1000 * cfg.seed + k)
         trials.append(train_and_evaluate(cfg, trial_dir, domains, arch, "mrp", progress, report=False, resume=resume))
     results = average_results("mrp", trials)
     mark_stage(run_dir, "mrp", time.perf_counter() - t0)
-    write_json(run_dir / RESULTS, results)
+    write_results(run_dir, results)
     return results
 
 
@@ -289,18 +279,19 @@ def _sd_nas(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, r
     for dom in domains:
         sub = run_dir / "domains" / dom.name
         single = DomainSet(domains.source, [dom])
-        if (sub / RESULTS).is_file():
-            per_domain[dom.name] = read_json(sub / RESULTS, "results file")
-            paths[dom.name] = Architecture.load(sub / "architecture.json").paths[dom.name]
+        done = finished_results(sub)
+        if done is not None:
+            per_domain[dom.name] = done
+            paths[dom.name] = Architecture.load(sub / ARCH).paths[dom.name]
             continue
         arch = stage_search(cfg, sub, single, progress, method="sd-nas", resume=resume)
         per_domain[dom.name] = train_and_evaluate(cfg, sub, single, arch, "sd-nas", progress, report=False, resume=resume)
         paths[dom.name] = arch.paths[dom.name]
     bundle = Architecture(build_space(cfg), paths, {d.name: d.num_classes for d in domains}, meta={"method": "sd-nas", "bundle": True})
-    bundle.save(run_dir / "architecture.json")
+    bundle.save(run_dir / ARCH)
     results = bundle_results(cfg, bundle, {d: r["domains"][d]["top1"] for d, r in per_domain.items()}, domains)
     mark_stage(run_dir, "sd-nas", time.perf_counter() - t0)
-    write_json(run_dir / RESULTS, results)
+    write_results(run_dir, results)
     return results
 
 
@@ -328,8 +319,6 @@ def bundle_results(cfg: RunConfig, bundle: Architecture, top1: dict[str, float],
 
 
 def _decathlon(cfg: RunConfig, top1: dict[str, float]) -> float | None:
-    from mpnas.analysis.metrics import decathlon_score
-
     return decathlon_score(top1) if cfg.data.spec.startswith("decathlon:") else None
 
 
@@ -369,7 +358,7 @@ def average_results(method: str, trials: list[dict[str, Any]]) -> dict[str, Any]
 def retrain_with_loss(cfg: RunConfig, arch_dir: Path, run_dir: Path, domains: DomainSet, loss_kind: str, method: str,
                       weights: dict[str, float] | None = None, progress: bool = True) -> dict[str, Any]:
     """Train an existing architecture again from scratch with another loss combination (loss ablations)."""
-    arch = Architecture.load(arch_dir / "architecture.json")
+    arch = Architecture.load(arch_dir / ARCH)
     loss = replace(cfg.loss, kind=loss_kind, weights=dict(weights or {}))
     return train_and_evaluate(replace(cfg, loss=loss), run_dir, domains, arch, method, progress, report=False)
 

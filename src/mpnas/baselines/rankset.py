@@ -31,7 +31,9 @@ from mpnas.space.cost import path_cost
 from mpnas.space.sampling import paths_in_cost_window
 from mpnas.space.space import Path as SpacePath
 from mpnas.space.space import SearchSpace
-from mpnas.train.trainer import evaluate, train_architecture
+from mpnas.rundir import WEIGHTS
+from mpnas.train.evaluate import evaluate
+from mpnas.train.trainer import train_architecture
 
 RESULT = "result.json"
 
@@ -78,7 +80,7 @@ def train_path_alone(cfg: RunConfig, domains: DomainSet, domain: str, path: Spac
     single = DomainSet(domains.source, [domains[domain]])
     arch = Architecture(space, {domain: path}, {domain: domains[domain].num_classes})
     t0 = time.perf_counter()
-    weights = piece / "model.safetensors"
+    weights = piece / WEIGHTS
     model, state = train_architecture(cfg, single, arch, weights, progress=False, log=lambda row: None)
     result = {"top1": evaluate(model, single, None, cfg.train.eval_batch_size)[domain],
               "val_top1": evaluate(model, single, "val", cfg.train.eval_batch_size)[domain],

@@ -13,40 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from mpnas.analysis.stats import paired_difference
+from mpnas.baselines.bench_figures import draw_bench_figures
+from mpnas.baselines.names import FRONT_PREFIX, LABELS, METHODS, label, ordered
 from mpnas.config import RunConfig
 from mpnas.errors import MpnasError
 from mpnas.io import atomic_write_text, read_json, write_json
+from mpnas.rundir import ARCH, METRICS, finished_results
 
-RESULTS = "results.json"
 LOSS_VARIANTS = ("uwl", "empirical", "x", "x2", "exp", "exp_inc", "exp_dec")
 LOSS_LABELS = {"uwl": "UWL", "empirical": "Empirical", "x": "x", "x2": "x^2", "exp": "exp(x/w)",
                "exp_inc": "exp(x/w), w increasing", "exp_dec": "exp(x/w), w decreasing"}
 TABLE4_METHODS = ("mdsp-nas", "sp-mn", "mrp", "mpnas")
-LABELS = {"mpnas": "MPNAS", "sd-nas": "SD-NAS", "sp-mn": "SP-MN", "mdsp-nas": "MDSP-NAS", "mrp": "MRP", "trl": "TRL",
-          "mrp-matched": "MRP, cost-matched", "mpnas-gradient": "MPNAS, gradient",
-          "mpnas-gradient-oneshot": "MPNAS, gradient, single-shot",
-          "mrp-matched-gradient": "MRP, cost-matched to gradient"}
-ORDER = ("sd-nas", "sp-mn", "mdsp-nas", "mrp", "mrp-matched", "trl", "mpnas", "mrp-matched-gradient", "mpnas-gradient",
-         "mpnas-gradient-oneshot")
 # Further paired comparisons (first minus second) drawn when both methods ran: the gradient strategy against random
 # paths of its own cost and of MPNAS's, and the single-shot model against the same search trained from scratch.
 PAIRS = (("mpnas-gradient", "mrp-matched-gradient"), ("mpnas-gradient", "mrp-matched"), ("mpnas-gradient", "mpnas"),
          ("mpnas-gradient-oneshot", "mrp-matched-gradient"), ("mpnas-gradient-oneshot", "mpnas-gradient"))
-FRONT_PREFIX = "mpnas@beta="  # bench directories of MPNAS searched with another cost exponent (the front)
-
-
-def front_name(beta: float) -> str:
-    return f"{FRONT_PREFIX}{beta:g}"
-
-
-def label(method: str) -> str:
-    if method.startswith(FRONT_PREFIX):
-        return f"MPNAS, beta {method[len(FRONT_PREFIX):]}"
-    return LABELS.get(method, method)
-
-
-def finished(run_dir: Path) -> dict[str, Any] | None:
-    return read_json(run_dir / RESULTS, "results file") if (run_dir / RESULTS).is_file() else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -61,7 +42,7 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 def final_entropies(run_dir: Path) -> dict[str, float]:
     """Each controller's entropy (nats) at the last logged search step, by domain; {} when the run did not search."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS
     if not path.is_file():
         return {}
     last: dict[str, tuple[int, float]] = {}
@@ -89,7 +70,7 @@ def _per_seed(run: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
     entropy = final_entropies(run_dir)
     if entropy:
         row["entropy"] = entropy
-    arch = run_dir / "architecture.json"
+    arch = run_dir / ARCH
     if str(run.get("method", "")).startswith("mrp-matched") and arch.is_file():
         row["matched"] = read_json(arch, "architecture file").get("meta", {}).get("matched")
     return row
@@ -112,11 +93,11 @@ def aggregate(runs: list[dict[str, Any]], run_dirs: list[Path] | None = None) ->
 
 
 def collect(root: Path) -> dict[str, dict[str, Any]]:
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     if not root.is_dir():
         return out
     for method_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        pairs = [(r, s) for s in sorted(method_dir.glob("seed*")) if (r := finished(s)) is not None]
+        pairs = [(r, s) for s in sorted(method_dir.glob("seed*")) if (r := finished_results(s)) is not None]
         if pairs:
             out[method_dir.name] = aggregate([r for r, _ in pairs], [s for _, s in pairs])
     return out
@@ -151,8 +132,6 @@ def _paired(ref: dict[str, Any], r: dict[str, Any], level: float) -> dict[str, A
 
 
 def write_bench(out: Path, cfg: RunConfig | None = None, methods_known: tuple[str, ...] = ()) -> dict[str, Any]:
-    from mpnas.baselines.methods import METHODS
-
     known = set(methods_known or METHODS)
     collected = collect(out)
     methods = {m: v for m, v in collected.items() if m in known}
@@ -165,8 +144,6 @@ def write_bench(out: Path, cfg: RunConfig | None = None, methods_known: tuple[st
     if cfg is not None:
         bench["data"], bench["budget"] = cfg.data.spec, cfg.budget
     write_json(out / "bench.json", bench)
-    from mpnas.baselines.bench_figures import draw_bench_figures
-
     figures = draw_bench_figures(out / "figures", methods, front)
     atomic_write_text(out / "bench.md", bench_markdown(bench, figures))
     return bench
@@ -192,11 +169,6 @@ def _paired_row(name: str, p: dict[str, Any]) -> str:
     worst = min(p["top1"], key=lambda d: p["top1"][d]["mean"])
     return (f"| {name} | {p['mean_top1']['n']} | {_fmt_paired(p['mean_top1'])} | {worst} {p['top1'][worst]['mean']:+.1f} | "
             f"{p['params_ratio']:.2f} | {p['macs_ratio']:.2f} |")
-
-
-def ordered(methods: dict[str, Any]) -> list[str]:
-    known = [m for m in ORDER if m in methods]
-    return known + sorted(m for m in methods if m not in ORDER)
 
 
 def bench_markdown(bench: dict[str, Any], figures: list[str]) -> str:
@@ -314,5 +286,5 @@ def _ablation_lines(bench: dict[str, Any], domains: list[str]) -> list[str]:
     return lines
 
 
-__all__ = ["LABELS", "LOSS_VARIANTS", "PAIRS", "aggregate", "bench_markdown", "collect", "finished", "front_name",
-           "paired_against_mpnas", "paired_pairs", "write_bench"]
+__all__ = ["LOSS_VARIANTS", "PAIRS", "aggregate", "bench_markdown", "collect", "paired_against_mpnas", "paired_pairs",
+           "write_bench"]

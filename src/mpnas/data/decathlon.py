@@ -59,7 +59,7 @@ class DecathlonSource(FileSource):
         train = _read(paths["train"])
         category_ids, class_names = _categories(train, paths["train"])
         index = {cid: i for i, cid in enumerate(category_ids)}
-        items = {}
+        items: dict[str, Sequence[Item]] = {}
         for split, path in paths.items():
             if split == "test" and not path.is_file():
                 continue

@@ -108,7 +108,7 @@ class FolderSource(FileSource):
             raise MpnasError(
                 f"folder domain {name!r}: {folder} mixes class folders with loose images (e.g. {loose[0].name})"
             )
-        out = []
+        out: list[Item] = []
         for sub in _visible(folder):
             if not sub.is_dir():
                 continue

@@ -128,13 +128,14 @@ _SYMBOL_FIT = {"triangle": (1.0, 0.1), "inverted_triangle": (1.0, -0.1)}
 
 def _shape(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:
     """Polygon vertices of a shape of circumradius r (None for a circle, drawn as an ellipse)."""
-    angles = {
+    vertex_angles: dict[str, list[float]] = {
         "octagon": [22.5 + 45 * i for i in range(8)],
         "square": [45 + 90 * i for i in range(4)],
         "diamond": [90 * i for i in range(4)],
         "triangle": [-90, 30, 150],
         "inverted_triangle": [90, 210, 330],
-    }.get(shape)
+    }
+    angles = vertex_angles.get(shape)
     if angles is None:
         return None
     return [(cx + r * math.cos(math.radians(a)), cy + r * math.sin(math.radians(a))) for a in angles]

@@ -13,6 +13,7 @@ from mpnas.data.cache import LoadOptions, cache_root
 from mpnas.data.decathlon import DecathlonSource
 from mpnas.data.domain import Domain, DomainSet
 from mpnas.data.folder import FolderSource
+from mpnas.distributed import world
 from mpnas.errors import MpnasError
 
 SPEC_FORMS = "builtin | decathlon:ROOT | folder:ROOT"
@@ -80,8 +81,6 @@ def thin_classes(domain: Domain) -> dict[str, dict[str, int]]:
 def warn_thin_classes(domain: Domain) -> None:
     """A class with too few images for every split (one image: trained on, never validated or tested) still
     trains a classifier output; say so, naming it, rather than report accuracies that never saw it."""
-    from mpnas.distributed import world
-
     thin = thin_classes(domain)
     if not thin or not world().is_main:
         return

@@ -20,84 +20,44 @@ it, and the manifest says how much that costs against the merged model's weights
 
 from __future__ import annotations
 
-import logging
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from mpnas.data import DomainSet
+from mpnas.data.info import RESIZE_RULE, infos_from_domains
 from mpnas.data.loader import iterate_split
-from mpnas.deploy.info import RESIZE_RULE, infos_from_domains
+from mpnas.deploy.pte import PteProgram, need_executorch, write_pte
+from mpnas.deploy.pte import quantize_int8 as quantize_pte_int8
 from mpnas.errors import MpnasError
-from mpnas.io import write_json
+from mpnas.io import check_writable, write_json
+from mpnas.rundir import load_data, read_config
+from mpnas.runtime import export_onnx, need_onnx, session
+from mpnas.space.cost import architecture_cost, domain_costs
+from mpnas.space.widths import read_config_widths, slim_architecture
+from mpnas.train.evaluate import evaluate, load_trained_model
+from mpnas.train.slimmable import apply_widths
 
 FORMAT = "mpnas.export/1"
 MAX_ABS_DIFF = 1e-3  # fp32 ONNX against PyTorch; observed differences are ~1e-5
 FORMATS = ("onnx", "pte")
 
 
-def _need_onnx() -> Any:
-    try:
-        import onnxruntime
-        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
-    except ImportError as exc:
-        raise MpnasError(f"export needs the export extra: pip install 'mpnas[export]' ({exc.name} is missing)") from None
-    return onnxruntime
-
-
-@contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """torch.onnx logs a line per optional op library it does not find (torchvision); a user needs none of them."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
-
-
-def export_onnx(net: nn.Module, path: Path, resolution: int, channels: int = 3) -> None:
-    """Export a plain network (normalised N x C x R x R -> logits) with a dynamic batch axis; input `image`,
-    output `logits`."""
-    import warnings
-
-    net = net.eval()
-    example = torch.zeros(2, channels, resolution, resolution)  # batch >= 2, so the batch axis stays symbolic (timm)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with torch.no_grad(), _quiet_exporter(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example,), str(tmp), input_names=["image"], output_names=["logits"], dynamo=True,
-                          dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},), external_data=False,
-                          verbose=False)
-    os.replace(tmp, path)
-
-
-def session(path: Path, threads: int | None = None) -> Any:
-    ort = _need_onnx()
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def run_split(sess: Any, domain: Any, split: str, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of a whole split through an onnxruntime session."""
     logits, labels = [], []
     for x, y in iterate_split(domain, split, batch_size):
+        assert y is not None  # the evaluation split is labelled (export checks top-1 on it)
         logits.append(sess.run(["logits"], {"image": x.numpy()})[0])
         labels.append(y.numpy())
     return np.concatenate(logits), np.concatenate(labels)
@@ -105,7 +65,7 @@ def run_split(sess: Any, domain: Any, split: str, batch_size: int = 256) -> tupl
 
 def quantize_int8(src: Path, dst: Path, domain: Any, calibration_images: int = 256) -> None:
     """Static int8 quantisation (QDQ, per-channel weights) calibrated on `calibration_images` training images."""
-    _need_onnx()
+    need_onnx()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -179,25 +139,15 @@ def export_run(run_dir: Path, out: Path, int8: bool = False, domains: DomainSet 
         raise MpnasError(f"export formats {', '.join(formats)}: choose from {', '.join(FORMATS)}; onnx is always written "
                          "(it is the checked fallback)")
     if "pte" in formats:
-        from mpnas.deploy.pte import need_executorch
-
         need_executorch()
-    from mpnas.io import check_writable
-    from mpnas.pipeline import load_data, load_trained_model, read_config
-    from mpnas.space.cost import architecture_cost, domain_costs
-    from mpnas.train.trainer import evaluate
-
     say = say or (lambda msg: None)
-    _need_onnx()
+    need_onnx()
     cfg = replace(read_config(run_dir), device="cpu")
     model = load_trained_model(cfg, run_dir).eval()
     arch = model.arch
     domains = domains or load_data(cfg, progress=False)
     widths = None
     if widths_config is not None:
-        from mpnas.space.widths import read_config_widths, slim_architecture
-        from mpnas.train.slimmable import apply_widths
-
         if not cfg.train.slimmable:
             raise MpnasError(f"export --config: run {run_dir} was not trained with train.slimmable=true")
         widths = read_config_widths(widths_config, arch, cfg.train.slim_multipliers)
@@ -278,8 +228,6 @@ def _export_pte(model: Any, domains: DomainSet, out: Path, repeats: int, manifes
     with ExecuTorch's runtime, and timed at batch 1. With `int8`, also model.int8.pte (PT2E, XNNPACK quantizer,
     calibrated on each domain's training images), checked against the converted module that simulates it and
     measured on the evaluation split."""
-    from mpnas.deploy.pte import PteProgram, quantize_int8, write_pte
-
     nets = {d.name: model.extract(d.name).eval() for d in domains}
     resolution = next(iter(manifest["domains"].values()))["resolution"]
     say(f"export: {len(nets)} methods -> {out / 'model.pte'}")
@@ -310,7 +258,7 @@ def _export_pte(model: Any, domains: DomainSet, out: Path, repeats: int, manifes
                             "batch_norm": "per-domain affine after the convolution (not folded, so shared weights dedupe)"}
     if int8:
         say(f"export: {len(nets)} int8 methods -> {out / 'model.int8.pte'}")
-        qnets = {d.name: quantize_int8(nets[d.name], resolution, _calibration_batches(d)) for d in domains}
+        qnets = {d.name: quantize_pte_int8(nets[d.name], resolution, _calibration_batches(d)) for d in domains}
         info["int8_file"] = "model.int8.pte"
         info["int8_bytes"] = write_pte(qnets, out / "model.int8.pte", resolution, int8=True)
         info["int8"] = ("PT2E static post-training quantisation, XNNPACK quantizer: per-channel symmetric int8 weights "
@@ -348,6 +296,7 @@ def _check_program(program: Any, method: str, net: nn.Module, domain: Any, split
     diff, agree, correct, n, scale = 0.0, 0, 0, 0, 0.0
     with torch.no_grad():
         for x, y in iterate_split(domain, split, 64):
+            assert y is not None  # the evaluation split is labelled
             ref = torch.cat([net(x[i:i + 1]) for i in range(len(x))])  # int8 programs are exported for batch 1
             got = torch.stack([program(method, x[i:i + 1])[0] for i in range(len(x))])
             diff = max(diff, float((got - ref).abs().max()))
@@ -364,10 +313,6 @@ def _pte_latency(paths: list[Path], methods: list[str], resolution: int, repeats
 
     ExecuTorch sizes its thread pool once per process; resizing it after methods have run aborted the process
     (a pthread assertion) here, so each thread count is timed in a fresh child process."""
-    import json
-    import subprocess
-    import sys
-
     out: dict[str, dict[str, dict[str, float]]] = {p.name: {m: {} for m in methods} for p in paths}
     for label, threads in (("threads_1", 1), ("threads_all", os.cpu_count() or 1)):
         spec = json.dumps({"files": [str(p) for p in paths], "methods": methods, "resolution": resolution,
@@ -382,4 +327,4 @@ def _pte_latency(paths: list[Path], methods: list[str], resolution: int, repeats
     return out
 
 
-__all__ = ["FORMAT", "export_onnx", "export_run", "quantize_int8", "session"]
+__all__ = ["FORMAT", "export_run", "latency", "quantize_int8", "run_split"]

@@ -14,8 +14,9 @@ went through), then normalised with the domain's statistics.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, overload
 
 import numpy as np
 import torch
@@ -25,9 +26,14 @@ from torch import Tensor, nn
 from mpnas import DEFAULT_TOP_K
 from mpnas.data.augment import normalize
 from mpnas.data.images import IMAGE_SUFFIXES, BadImage, decode_square, square_pil
-from mpnas.deploy.info import DomainInfo, read_domain_info
+from mpnas.data.info import DomainInfo, rgb
+from mpnas.deploy.export import FORMAT
 from mpnas.errors import MpnasError
+from mpnas.io import read_json
 from mpnas.nn.merged import MultiPathModel
+from mpnas.rundir import read_config, read_domain_info
+from mpnas.runtime import session
+from mpnas.train.evaluate import load_trained_model
 
 ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
 Prediction = list[tuple[str, float]]  # one image's top k: (class name, probability), most likely first
@@ -179,6 +185,12 @@ class Predictor:
             out.append(torch.softmax(self.model(x, domain).float(), 1).cpu().numpy())
         return np.concatenate(out)
 
+    @overload
+    def predict(self, images: list[ImageLike] | tuple[ImageLike, ...], domain: str, k: int = ...) -> list[Prediction]: ...
+
+    @overload
+    def predict(self, images: ImageLike, domain: str, k: int = ...) -> Prediction | list[Prediction]: ...
+
     def predict(self, images: ImageLike | Sequence[ImageLike], domain: str,
                 k: int = DEFAULT_TOP_K) -> Prediction | list[Prediction]:
         """The `k` most likely classes as (name, probability): for one image its list, for a list of images one
@@ -195,9 +207,6 @@ class ExportedPredictor:
     """An export directory's ONNX files run by onnxruntime, fed from its manifest alone (what an app does)."""
 
     def __init__(self, export_dir: str | Path, int8: bool = False, batch_size: int = 64, threads: int | None = None) -> None:
-        from mpnas.deploy.export import FORMAT
-        from mpnas.io import read_json
-
         self.dir = Path(export_dir)
         manifest = read_json(self.dir / "export.json", "export manifest")
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -216,11 +225,9 @@ class ExportedPredictor:
         if domain not in self.manifest["domains"]:
             raise MpnasError(f"domain {domain!r} unknown; this export has {', '.join(self.domains)}")
         e = self.manifest["domains"][domain]
-        return DomainInfo(domain, tuple(e["classes"]), int(e["resolution"]), tuple(e["mean"]), tuple(e["std"]))  # type: ignore[arg-type]
+        return DomainInfo(domain, tuple(e["classes"]), int(e["resolution"]), rgb(e["mean"]), rgb(e["std"]))
 
     def _session(self, domain: str) -> Any:
-        from mpnas.deploy.export import session
-
         if domain not in self._sessions:
             e = self.manifest["domains"][domain]
             key = "onnx_int8" if self.int8 else "onnx"
@@ -247,6 +254,12 @@ class ExportedPredictor:
             out.append(e / e.sum(1, keepdims=True))
         return np.concatenate(out) if out else np.zeros((0, len(info.classes)), np.float32)
 
+    @overload
+    def predict(self, images: list[ImageLike] | tuple[ImageLike, ...], domain: str, k: int = ...) -> list[Prediction]: ...
+
+    @overload
+    def predict(self, images: ImageLike, domain: str, k: int = ...) -> Prediction | list[Prediction]: ...
+
     def predict(self, images: ImageLike | Sequence[ImageLike], domain: str,
                 k: int = DEFAULT_TOP_K) -> Prediction | list[Prediction]:
         """As `Predictor.predict`, computed by onnxruntime."""
@@ -265,10 +278,6 @@ def _predict(model: Predictor | ExportedPredictor, images: ImageLike | Sequence[
 
 def load(run_dir: str | Path, device: str = "cpu") -> Predictor:
     """A trained run directory (`mpnas run` or `mpnas train`) as a `Predictor`."""
-    from dataclasses import replace
-
-    from mpnas.pipeline import load_trained_model, read_config
-
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     model = load_trained_model(replace(cfg, device=device), run_dir)

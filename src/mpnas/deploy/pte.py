@@ -49,6 +49,9 @@ def need_executorch() -> Any:
 class FrozenAffine(nn.Module):
     """Batch norm in eval mode as `x * scale + shift` with constant per-channel tensors."""
 
+    scale: Tensor  # buffers, registered in __init__
+    shift: Tensor
+
     def __init__(self, bn: nn.BatchNorm2d) -> None:
         super().__init__()
         scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)

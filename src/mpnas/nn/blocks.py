@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from mpnas.nn.ops import depthwise_conv2d
-from mpnas.space.space import ConvGeometry, HeadGeometry, LayerGeometry, PathGeometry
+from mpnas.space.geometry import ConvGeometry, HeadGeometry, LayerGeometry, PathGeometry
 
 BN_EPS = 1e-3
 

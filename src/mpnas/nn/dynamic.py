@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mpnas.nn.ops import depthwise_conv2d
 from mpnas.nn.blocks import BN_EPS, ConvBNAct, Head, InvertedResidual, make_act
-from mpnas.space.space import ConvGeometry, HeadGeometry, LayerGeometry
+from mpnas.nn.ops import depthwise_conv2d
+from mpnas.space.geometry import ConvGeometry, HeadGeometry, LayerGeometry
 
 SHARED = "shared"
 
@@ -61,6 +61,9 @@ def prefix(t: Tensor, n: int, m: int | None = None) -> Tensor:
 class DynamicBatchNorm2d(nn.Module):
     """Batch norm over the first C channels of its max-width statistics and affine parameters."""
 
+    running_mean: Tensor  # buffers, registered in __init__
+    running_var: Tensor
+
     def __init__(self, channels: int, momentum: float = 0.1) -> None:
         super().__init__()
         self.momentum = momentum
@@ -68,7 +71,7 @@ class DynamicBatchNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
-        self.sync = False  # under torchrun: statistics over every rank's shard (`mpnas.distributed.use_sync_bn`)
+        self.sync = False  # under torchrun: statistics over every rank's shard (`use_sync_bn`)
         # Normalise with the batch's statistics but leave the running ones alone (slimmable training's slimmed
         # passes, `mpnas.train.slimmable.frozen_statistics`).
         self.frozen = False
@@ -76,8 +79,6 @@ class DynamicBatchNorm2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[1]
         if self.sync and self.training:
-            from mpnas.distributed import sync_batch_norm
-
             return sync_batch_norm(x, prefix(self.running_mean, c), prefix(self.running_var, c), prefix(self.weight, c),
                                    prefix(self.bias, c), 0.0 if self.frozen else self.momentum, BN_EPS)
         if self.frozen and self.training:
@@ -95,6 +96,38 @@ class DynamicBatchNorm2d(nn.Module):
             bn.bias.copy_(self.bias[:c])
             bn.running_mean.copy_(self.running_mean[:c])
             bn.running_var.copy_(self.running_var[:c])
+
+
+def sync_batch_norm(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, weight: torch.Tensor,
+                    bias: torch.Tensor, momentum: float, eps: float) -> torch.Tensor:
+    """Training-mode batch norm with statistics over the whole global batch (every rank's shard), as
+    `nn.SyncBatchNorm` computes them, for the sliced dynamic layers: one differentiable all-reduce of the
+    per-channel sums, so the gradient also flows through the other ranks' statistics."""
+    # Deferred: torch.distributed.nn exists only in builds with distributed support, and only torchrun needs it.
+    from torch.distributed.nn.functional import all_reduce
+
+    c = x.shape[1]
+    xf = x.float()
+    local = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)),
+                       torch.full((1,), float(x.numel() // c), device=x.device)])
+    total = all_reduce(local)
+    n = total[-1]
+    mean = total[:c] / n
+    var = (total[c : 2 * c] / n - mean * mean).clamp_min(0)
+    with torch.no_grad():
+        running_mean.mul_(1 - momentum).add_(momentum * mean)
+        running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))
+    scale = weight * torch.rsqrt(var + eps)
+    y = xf * scale.view(1, c, 1, 1) + (bias - mean * scale).view(1, c, 1, 1)
+    return y.to(x.dtype)
+
+
+def use_sync_bn(module: nn.Module, on: bool = True) -> int:
+    """Turn global-batch statistics on (or off) in every dynamic batch norm of `module`; returns how many."""
+    layers = [m for m in module.modules() if isinstance(m, DynamicBatchNorm2d)]
+    for m in layers:
+        m.sync = on
+    return len(layers)
 
 
 class DynamicConv2d(nn.Module):

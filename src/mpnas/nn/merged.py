@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from mpnas.nn.blocks import PathNet
 from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBatchNorm2d, DynamicBottleneck, DynamicHead, DynamicStem, domain_key, make_stem
 from mpnas.space.arch import Architecture
-from mpnas.space.space import LayerGeometry, PathGeometry
+from mpnas.space.geometry import LayerGeometry, PathGeometry
 from mpnas.space.widths import Widths, slim_path
 
 

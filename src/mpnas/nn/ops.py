@@ -10,6 +10,8 @@ with identical results up to float rounding. The input gradient keeps PyTorch's 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -17,13 +19,13 @@ from torch import Tensor
 
 class _DepthwiseConv2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, stride: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, weight: Tensor, stride: int) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.stride = stride
         return F.conv2d(x, weight, None, stride, weight.shape[-1] // 2, 1, x.shape[1])
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         x, weight = ctx.saved_tensors
         s, k = ctx.stride, weight.shape[-1]
         b, c = x.shape[:2]

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from mpnas.nn.blocks import PathNet
 from mpnas.nn.dynamic import SHARED, BNWidths, DynamicBatchNorm2d, DynamicBottleneck, DynamicHead, Gates, OpMix, domain_key, gate, make_stem
-from mpnas.space.space import STEM_LAYER, Path, PathGeometry, SearchSpace, make_divisible
+from mpnas.space.geometry import PathGeometry, make_divisible
+from mpnas.space.space import STEM_LAYER, Path, SearchSpace
 
 
 class Supernet(nn.Module):

@@ -25,7 +25,7 @@ computed during the architecture step (the supernet's parameters are frozen for 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,7 @@ from torch import nn
 
 from mpnas.search.relax import ExpectedCost, make_gates, mean_max_probability, probabilities, sample_relaxed
 from mpnas.search.rewards import cost_loss, reward
+from mpnas.space.geometry import PathGeometry
 from mpnas.space.space import SearchSpace
 from mpnas.train.optim import autocast
 
@@ -51,7 +52,11 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 class GradientSearch:
-    """The architecture step of the gradient strategy, with its schedules and expected-cost tables."""
+    """The gradient strategy (`mpnas.search.loop.Strategy`): the architecture step, its schedules and its
+    expected-cost tables. Paths are scored before the weight step only at logging steps of the warm-up (while the
+    controllers do not learn); once they learn, the architecture step itself scores the path it samples."""
+
+    betas = (0.5, 0.999)  # DARTS's architecture optimiser (beta1 0.5)
 
     def __init__(self, space: SearchSpace, names: list[str], cost: Any, targets: dict[str, float], beta: float,
                  sc: Any) -> None:
@@ -60,7 +65,35 @@ class GradientSearch:
         self.beta = beta
         self.targets = targets
         self.cost = cost
-        self.expected = {d: ExpectedCost(space, lambda geo, d=d: cost(d, geo)) for d in names}
+        self.lr = sc.arch_lr
+        self.expected = {d: ExpectedCost(space, _cost_of(cost, d)) for d in names}
+
+    def scores(self, logging: bool, rl_active: bool) -> bool:
+        return logging and not rl_active
+
+    def extra_paths(self, state: Any, group: str, members: list[str],
+                    val_batch: dict[str, Any]) -> list[tuple[dict[str, Any], float]]:
+        return []
+
+    def learn(self, state: Any, groups: dict[str, list[str]], results: dict[str, dict[str, Any]],
+              val_batch: dict[str, Any], step: int, steps: int, first: int,
+              statistics: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
+        """The architecture step once the controllers learn (`step`); no baseline either way."""
+        if step >= first:
+            results = self.step(state, groups, val_batch, step, steps, first, statistics)
+        for r in results.values():
+            r["baseline"] = None
+        return results
+
+    def expected_cost(self, c: Any, members: list[str], result: dict[str, Any], step: int) -> float:
+        """Exact, and (when learning) before this step's update, as the architecture loss saw it."""
+        if result.get("expected_cost"):
+            return result["expected_cost"]
+        with torch.no_grad():
+            return float(self.expected_ratio(probabilities(c), members))
+
+    def own_fields(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {k: result[k] for k in ("tau", "entropy_weight", "arch_loss", "max_prob") if k in result}
 
     def progress(self, step: int, steps: int, first: int) -> float:
         """0 at the first learning step, 1 at the last."""
@@ -71,7 +104,11 @@ class GradientSearch:
 
     def expected_ratio(self, probs: dict[str, torch.Tensor], members: list[str]) -> torch.Tensor:
         """E[T / T0] averaged over the member domains, differentiable in `probs`."""
-        return sum(self.expected[d](probs) / self.targets[d] for d in members) / len(members)
+        first, *rest = members
+        total = self.expected[first](probs) / self.targets[first]
+        for d in rest:
+            total = total + self.expected[d](probs) / self.targets[d]
+        return total / len(members)
 
     def step(self, state: Any, groups: dict[str, list[str]], val_batch: dict[str, Any], step: int, steps: int,
              first: int, statistics: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
@@ -114,6 +151,11 @@ class GradientSearch:
                               "max_prob": mean_max_probability(ctrl)}
         state.ranks.average_gradients([], statistics)  # the validation forwards moved batch norm's running statistics
         return results
+
+
+def _cost_of(cost: Any, domain: str) -> Callable[[PathGeometry], float]:
+    """`cost` of one domain, as `ExpectedCost` takes it."""
+    return lambda geo: cost(domain, geo)
 
 
 def batch_counts(logits: torch.Tensor, y: torch.Tensor, quality: str) -> torch.Tensor:

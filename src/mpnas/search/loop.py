@@ -20,31 +20,44 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path as FsPath
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from mpnas.config import RunConfig
 from mpnas.data import DomainSet, MultiDomainLoader, class_batch_sizes
-from mpnas.distributed import World, bn_statistics, use_sync_bn, world
+from mpnas.distributed import World, bn_statistics, world
 from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl
-from mpnas.nn.dynamic import OpMix
+from mpnas.rundir import METRICS, SEARCH_STATE, read_state
+from mpnas.nn.dynamic import OpMix, use_sync_bn
 from mpnas.nn.init import initialise
 from mpnas.nn.supernet import Supernet
 from mpnas.search.controller import Controller, reinforce_loo_step, reinforce_step
 from mpnas.search.gradient import GradientSearch, batch_counts
-from mpnas.search.relax import mean_max_probability, probabilities
-from mpnas.search.rewards import DEFAULT_BETA, REWARDS, reward
+from mpnas.search.relax import mean_max_probability
+from mpnas.config import REWARDS
+from mpnas.search.rewards import DEFAULT_BETA, reward
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import geometry_cost
+from mpnas.space.geometry import PathGeometry
 from mpnas.space.latency import LatencyTable
-from mpnas.space.space import Decision, Path, PathGeometry, SearchSpace
-from mpnas.train.checkpoint import Checkpointer, read_state
+from mpnas.space.space import Decision, Path, SearchSpace
+from mpnas.train.checkpoint import Checkpointer
 from mpnas.train.losses import LossCombiner
-from mpnas.train.optim import (autocast, check_finite, compute_dtype, joint_step, make_optimizer, make_scheduler,
-                               progress_bar, resolve_device, steps_for, synced_clock)
+from mpnas.train.optim import (
+    autocast,
+    check_finite,
+    compute_dtype,
+    joint_step,
+    make_optimizer,
+    make_scheduler,
+    progress_bar,
+    resolve_device,
+    steps_for,
+    synced_clock,
+)
 
 
 @dataclass
@@ -118,6 +131,100 @@ class CostModel:
         return float(geometry_cost(geo, self.num_classes[domain]).macs)
 
 
+class Strategy(Protocol):
+    """How the controllers learn: what `_search_steps` asks of a search strategy (`search.strategy`).
+
+    Sampling, the warm-ups, the weight step, the derived paths and the logs are shared; a strategy decides which
+    sampled paths are scored before the weight step, which extra paths are drawn, how the controllers update
+    after it, and what it adds to the logged rows."""
+
+    lr: float  # the controllers' learning rate before TuNAS's end-of-search ramp
+    betas: tuple[float, float]  # the controllers' Adam betas
+
+    def scores(self, logging: bool, rl_active: bool) -> bool:
+        """Whether this step's sampled path is scored on the validation batch before the weight step."""
+        ...
+
+    def extra_paths(self, state: SearchState, group: str, members: list[str],
+                    val_batch: dict[str, Any]) -> list[tuple[dict[str, Any], float]]:
+        """More paths (choices, reward) of a learning step, drawn after the sampled one."""
+        ...
+
+    def learn(self, state: SearchState, groups: dict[str, list[str]], results: dict[str, dict[str, Any]],
+              val_batch: dict[str, Any], step: int, steps: int, first: int,
+              statistics: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
+        """The controllers' update after the weight step; returns each controller's logged result."""
+        ...
+
+    def expected_cost(self, c: Controller, members: list[str], result: dict[str, Any], step: int) -> float:
+        """E[T / T0] under the controller's distribution, as logged."""
+        ...
+
+    def own_fields(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The strategy's own fields of a logged search row."""
+        ...
+
+
+class Reinforce:
+    """The paper's strategy: every sampled path is scored before the weight step, and each controller takes a
+    REINFORCE step on its reward against a moving-average baseline (or, with `search.samples_per_step` > 1, a
+    leave-one-out step over that many paths scored on the same validation batch)."""
+
+    betas = (0.0, 0.999)  # no momentum (TuNAS)
+
+    def __init__(self, space: SearchSpace, names: list[str], cost: CostModel, targets: dict[str, float], beta: float,
+                 sc: Any) -> None:
+        self.space, self.cost, self.targets, self.beta, self.sc = space, cost, targets, beta, sc
+        self.lr = sc.controller_lr
+
+    def scores(self, logging: bool, rl_active: bool) -> bool:
+        return True
+
+    def extra_paths(self, state: SearchState, group: str, members: list[str],
+                    val_batch: dict[str, Any]) -> list[tuple[dict[str, Any], float]]:
+        extra = []
+        for _ in range(self.sc.samples_per_step - 1):
+            choices = state.controllers[group].sample(state.generator)
+            scored = _score(state.supernet, self.space.geometry(self.space.path_from_choices(choices)), members, val_batch,
+                            {}, self.sc, self.cost, self.targets, self.beta, state)
+            extra.append((choices, scored["reward"]))
+        return extra
+
+    def learn(self, state: SearchState, groups: dict[str, list[str]], results: dict[str, dict[str, Any]],
+              val_batch: dict[str, Any], step: int, steps: int, first: int,
+              statistics: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
+        sc = self.sc
+        for g, r in results.items():
+            r["baseline"] = state.baselines[g]  # the baseline this step's advantage is measured against
+            if r["extra"]:
+                samples = [(r["choices"], r["reward"]), *r["extra"]]
+                reinforce_loo_step(state.controllers[g], state.controller_optimizers[g], samples)
+                mean_r = sum(x for _, x in samples) / len(samples)
+                b = state.baselines[g]
+                state.baselines[g] = mean_r if b is None else sc.baseline_momentum * b + (1 - sc.baseline_momentum) * mean_r
+            else:
+                state.baselines[g] = reinforce_step(
+                    state.controllers[g], state.controller_optimizers[g], r["choices"], r["reward"], state.baselines[g],
+                    sc.baseline_momentum, learn=step >= first,
+                )
+        return results
+
+    def expected_cost(self, c: Controller, members: list[str], result: dict[str, Any], step: int) -> float:
+        return _expected_cost(c, self.space, members, self.cost, self.targets, step)
+
+    def own_fields(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+
+STRATEGIES: dict[str, type[Reinforce] | type[GradientSearch]] = {"rl": Reinforce, "gradient": GradientSearch}
+
+
+def make_strategy(sc: Any, space: SearchSpace, names: list[str], cost: CostModel, targets: dict[str, float],
+                  beta: float) -> Strategy:
+    """The configured `search.strategy` ("rl" or "gradient") for this search."""
+    return STRATEGIES[sc.strategy](space, names, cost, targets, beta, sc)
+
+
 def run_search(
     cfg: RunConfig,
     domains: DomainSet,
@@ -150,21 +257,21 @@ def run_search(
     targets = _targets(sc.t0, space, names, cost_model)
     ranks = world()
     if log is None:
-        log = (lambda row: append_jsonl(run_dir / "metrics.jsonl", row)) if ranks.is_main else (lambda row: None)
+        log = (lambda row: append_jsonl(run_dir / METRICS, row)) if ranks.is_main else (lambda row: None)
 
-    state = _new_state(cfg, domains, space, groups, steps, device)
+    strategy = make_strategy(sc, space, names, cost_model, targets, beta)
+    state = _new_state(cfg, domains, space, groups, steps, device, strategy)
     rl_first = int(round(sc.rl_start * steps))
     decisions = space.decisions()
-    checkpointer = checkpointer or Checkpointer(run_dir / "search_state.pt", "search", 0, "", None)
+    checkpointer = checkpointer or Checkpointer(run_dir / SEARCH_STATE, "search", 0, "", None)
     if resume:
         checkpointer.resume(state.load_state_dict)
 
-    gradient = GradientSearch(space, names, cost_model, targets, beta, sc) if sc.strategy == "gradient" else None
     bar = progress_bar(steps, "search", progress and ranks.is_main)
     bar.update(state.step)
     with checkpointer:
         _search_steps(state, space, groups, steps, rl_first, decisions, sc, cost_model, targets, beta, log, bar, checkpointer,
-                      gradient=gradient)
+                      strategy)
     bar.close()
     ranks.check_in_sync([*state.supernet.parameters(), *bn_statistics(state.supernet),
                          *(p for c in state.controllers.values() for p in c.parameters())], "search")
@@ -194,7 +301,7 @@ def check_search(cfg: RunConfig, domains: DomainSet, space: SearchSpace) -> None
 
 
 def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: dict[str, list[str]], steps: int,
-               device: torch.device) -> SearchState:
+               device: torch.device, strategy: Strategy) -> SearchState:
     """A fresh search state: supernet, optimisers, controllers, loaders and generators, all seeded from the config."""
     sc = cfg.search
     ranks = world()
@@ -203,7 +310,7 @@ def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: d
     initialise(supernet, cfg.model.init, cfg.model.zero_init_residual)
     supernet = supernet.to(device)
     if cfg.channels_last and device.type == "cuda":
-        supernet = supernet.to(memory_format=torch.channels_last)
+        supernet = supernet.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
     if cfg.sync_bn and ranks.active:
         use_sync_bn(supernet)
     combiner = LossCombiner(cfg.loss, domains.names()).to(device)
@@ -215,11 +322,8 @@ def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: d
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, steps, sc.optim.warmup_frac),
         controllers=controllers,
-        controller_optimizers={
-            # REINFORCE: no momentum (TuNAS); the gradient strategy: DARTS's architecture optimiser (beta1 0.5).
-            g: torch.optim.Adam(c.parameters(), lr=_arch_lr(sc), betas=(0.5 if sc.strategy == "gradient" else 0.0, 0.999))
-            for g, c in controllers.items()
-        },
+        controller_optimizers={g: torch.optim.Adam(c.parameters(), lr=strategy.lr, betas=strategy.betas)
+                               for g, c in controllers.items()},
         baselines={g: None for g in groups},
         train_loader=MultiDomainLoader(domains, class_batch_sizes(domains, sc.batch_size, sc.batch_per_class), split="train",
                                        seed=cfg.seed, device=device, world=ranks),
@@ -246,11 +350,11 @@ def time_search_steps(cfg: RunConfig, domains: DomainSet, space: SearchSpace, re
     cost_model = CostModel(space, num_classes, sc.latency_table)
     targets = _targets(sc.t0, space, domains.names(), cost_model)
     beta = DEFAULT_BETA[sc.reward] if sc.beta is None else sc.beta
-    state = _new_state(cfg, domains, space, groups, steps, device)
+    strategy = make_strategy(sc, space, domains.names(), cost_model, targets, beta)
+    state = _new_state(cfg, domains, space, groups, steps, device, strategy)
     rl_first = int(round(sc.rl_start * steps))
     quiet = Checkpointer(FsPath("unused"), "search", 0, "", None)
     bar = progress_bar(1, "", False)
-    gradient = GradientSearch(space, domains.names(), cost_model, targets, beta, sc) if sc.strategy == "gradient" else None
     out: dict[str, Any] = {"steps": steps, "warmup_steps": rl_first}
     for phase, start in (("warmup", rl_first // 2), ("rl", rl_first)):
         if phase == "warmup" and rl_first == 0:
@@ -260,7 +364,7 @@ def time_search_steps(cfg: RunConfig, domains: DomainSet, space: SearchSpace, re
         for i in range(repeats + 1):
             t0 = synced_clock(device)
             _search_steps(state, space, groups, steps, rl_first, space.decisions(), sc, cost_model, targets, beta,
-                          lambda row: None, bar, quiet, until=state.step + 1, gradient=gradient)
+                          lambda row: None, bar, quiet, strategy, until=state.step + 1)
             if i:
                 times.append(synced_clock(device) - t0)
         out[f"{phase}_s_per_step"] = sorted(times)[len(times) // 2]
@@ -269,21 +373,22 @@ def time_search_steps(cfg: RunConfig, domains: DomainSet, space: SearchSpace, re
 
 def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list[str]], steps: int, rl_first: int,
                   decisions: list[Decision], sc: Any, cost_model: CostModel, targets: dict[str, float], beta: float,
-                  log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer,
-                  until: int | None = None, gradient: GradientSearch | None = None) -> None:
+                  log: Callable[[dict[str, Any]], None], bar: Any, checkpointer: Checkpointer, strategy: Strategy,
+                  until: int | None = None) -> None:
     """Algorithm 1's loop from `state.step` to `steps` (or `until`); a checkpoint may be written after any step.
 
-    With `gradient` (the gradient strategy), the controllers learn from `gradient.step` after the weight step
-    instead of from REINFORCE, and paths are scored before the weight step only at logging steps of the warm-up."""
+    Sampling, the warm-ups and the supernet's weight step are the same for every strategy; how the controllers
+    learn (and which paths are scored for it) is `strategy`'s: REINFORCE on the rewards of paths scored before
+    the weight step (`Reinforce`), or the gradient strategy's architecture step after it (`GradientSearch`)."""
     supernet, optimizer, combiner = state.supernet, state.optimizer, state.combiner
     statistics = bn_statistics(supernet) if state.ranks.active else []
     for step in range(state.step, min(steps, until or steps)):
         frac = step / steps
         rl_active = step >= rl_first
         warm_p = 0.0 if rl_active or rl_first == 0 else 1.0 - step / rl_first
-        for g in state.controller_optimizers.values():  # TuNAS raises the RL rate towards the end
-            for pg in g.param_groups:
-                pg["lr"] = _arch_lr(sc) * (1 + (sc.controller_lr_end_mult - 1) * frac)
+        for opt in state.controller_optimizers.values():  # TuNAS raises the RL rate towards the end
+            for pg in opt.param_groups:
+                pg["lr"] = strategy.lr * (1 + (sc.controller_lr_end_mult - 1) * frac)
         train_batch, val_batch = _layout(state.train_loader.next(), state), _layout(state.val_loader.next(), state)
 
         logging = step % sc.log_every == 0 or step == steps - 1
@@ -294,7 +399,7 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
             if warm_p > 0:
                 choices, mix = warm_up(decisions, choices, warm_p, state.warm_rng, sc.filter_warmup, sc.op_warmup)
             geo = space.geometry(space.path_from_choices(choices))
-            if gradient is None or (logging and not rl_active):
+            if strategy.scores(logging, rl_active):
                 r = _score(supernet, geo, members, val_batch, mix, sc, cost_model, targets, beta, state)
             else:
                 r = {}
@@ -305,38 +410,14 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
                 losses.append(F.cross_entropy(logits.float(), y))
             r["choices"] = choices
             # Extra paths, scored on the same validation batch (forward passes only), for a leave-one-out update.
-            r["extra"] = []
-            if rl_active and gradient is None:
-                for _ in range(sc.samples_per_step - 1):
-                    extra = state.controllers[g].sample(state.generator)
-                    scored = _score(supernet, space.geometry(space.path_from_choices(extra)), members, val_batch, {}, sc,
-                                    cost_model, targets, beta, state)
-                    r["extra"].append((extra, scored["reward"]))
+            r["extra"] = strategy.extra_paths(state, g, members, val_batch) if rl_active else []
             results[g] = r
 
         loss_vec = state.ranks.global_losses(torch.stack(losses))
         check_finite(loss_vec, [d for m in groups.values() for d in m], step, "search")  # search syncs per step anyway
         joint_step(combiner, loss_vec, frac, optimizer, state.scheduler, supernet.parameters(), sc.optim.grad_clip,
                    state.ranks, statistics)
-
-        if gradient is not None:
-            if rl_active:
-                results = gradient.step(state, groups, val_batch, step, steps, rl_first, statistics)
-            for r in results.values():
-                r["baseline"] = None
-        for g, r in (results.items() if gradient is None else ()):
-            r["baseline"] = state.baselines[g]  # the baseline this step's advantage is measured against
-            if r["extra"]:
-                samples = [(r["choices"], r["reward"]), *r["extra"]]
-                reinforce_loo_step(state.controllers[g], state.controller_optimizers[g], samples)
-                mean_r = sum(x for _, x in samples) / len(samples)
-                b = state.baselines[g]
-                state.baselines[g] = mean_r if b is None else sc.baseline_momentum * b + (1 - sc.baseline_momentum) * mean_r
-            else:
-                state.baselines[g] = reinforce_step(
-                    state.controllers[g], state.controller_optimizers[g], r["choices"], r["reward"], state.baselines[g],
-                    sc.baseline_momentum, learn=rl_active,
-                )
+        results = strategy.learn(state, groups, results, val_batch, step, steps, rl_first, statistics)
         state.step = step + 1
 
         if logging:
@@ -344,12 +425,7 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
             for g, members in groups.items():
                 c = state.controllers[g]
                 r = results[g]
-                if gradient is None:
-                    exp_cost = _expected_cost(c, space, members, cost_model, targets, step)
-                    own = {}
-                else:  # exact, and (when learning) before this step's update, as the arch loss saw it
-                    exp_cost = r.get("expected_cost") or _no_grad_ratio(gradient, c, members)
-                    own = {k: r[k] for k in ("tau", "entropy_weight", "arch_loss", "max_prob") if k in r}
+                exp_cost, own = strategy.expected_cost(c, members, r, step), strategy.own_fields(r)
                 for d in members:
                     log({"stage": "search", "step": step, "domain": d, "controller": g,
                          "loss": per_domain_loss[d], "quality": r["qualities"][d],
@@ -364,16 +440,6 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
         checkpointer.step_done(state.step, state.state_dict)
 
 
-def _arch_lr(sc: Any) -> float:
-    """The controllers' learning rate: REINFORCE's `controller_lr`, or the gradient strategy's `arch_lr`."""
-    return sc.arch_lr if sc.strategy == "gradient" else sc.controller_lr
-
-
-def _no_grad_ratio(gradient: GradientSearch, c: Controller, members: list[str]) -> float:
-    with torch.no_grad():
-        return float(gradient.expected_ratio(probabilities(c), members))
-
-
 def _layout(batch: dict[str, Any], state: SearchState) -> dict[str, Any]:
     """The batch in the supernet's memory layout (channels-last on CUDA when configured)."""
     if not state.channels_last:
@@ -385,7 +451,7 @@ def load_final_search(run_dir: FsPath, space: SearchSpace, num_classes: dict[str
                       ) -> tuple[Supernet, dict[str, Controller], dict[str, Any]]:
     """A finished search's supernet (in training mode: paths are scored with batch statistics, as during search),
     its controllers, and the whole checkpoint (`search_state.pt`), for probes and re-derivation."""
-    ckpt = read_state(run_dir / "search_state.pt")
+    ckpt = read_state(run_dir / SEARCH_STATE)
     supernet = Supernet(space, num_classes, dropout=0.0)
     supernet.load_state_dict(ckpt["supernet"])
     supernet.train()

@@ -32,7 +32,8 @@ from torch import Tensor
 
 from mpnas.nn.dynamic import Gates
 from mpnas.search.controller import Controller
-from mpnas.space.space import STEM_LAYER, PathGeometry, SearchSpace, make_divisible
+from mpnas.space.geometry import PathGeometry, make_divisible
+from mpnas.space.space import STEM_LAYER, SearchSpace
 
 Hard = dict[str, Tensor]  # decision key -> straight-through one-hot vector
 
@@ -80,7 +81,7 @@ class _WidthSource:
     """Where a width comes from: a filters decision (its key) or a fixed value (key None)."""
 
     key: str | None
-    options: tuple[int, ...]
+    options: tuple[Any, ...]  # widths (ints), or a layer's kernels, expansions or SE options
 
 
 def width_sources(space: SearchSpace) -> list[tuple[_WidthSource, _WidthSource]]:
@@ -184,7 +185,7 @@ class ExpectedCost:
         """Tabulate `fn` over the joint options of the distinct decisions among `axes` (fixed axes are constant;
         an axis whose key repeats an earlier one, as a layer's input and output width inside a block, shares it)."""
         keys: list[str] = []
-        options: list[tuple] = []
+        options: list[tuple[Any, ...]] = []
         for a in axes:
             if a.key is not None and a.key not in keys:
                 keys.append(a.key)

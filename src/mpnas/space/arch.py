@@ -124,6 +124,6 @@ class Architecture:
         return Architecture.from_dict(read_json(path, "architecture file"), f"architecture file {path}")
 
 
-def _node_order(node: str) -> tuple:
+def _node_order(node: str) -> tuple[int, int, int, int]:
     parts = node.split(".")
     return (int(parts[0][1:]), int(parts[1][1:]), int(parts[2][1:]), len(parts))

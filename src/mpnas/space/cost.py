@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mpnas.space.arch import Architecture
-from mpnas.space.space import LayerGeometry, Path, PathGeometry, SearchSpace
+from mpnas.space.geometry import LayerGeometry, PathGeometry
+from mpnas.space.space import Path, SearchSpace
 
 
 @dataclass(frozen=True)

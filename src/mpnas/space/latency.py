@@ -6,24 +6,21 @@ As in TuNAS's cost model this is linear in the choices; unlike TuNAS's (fitted o
 on the device that will run the model, which is what users of such tools ask for, and by the runtime that will
 run it: eager PyTorch (`backend="torch"`), or onnxruntime (`backend="onnxruntime"`), each op exported by the same
 exporter as `mpnas export` and timed in a one-thread session unless torch's thread count says otherwise.
+
+This module holds the table: which shapes it has entries for (`candidate_geometries`), its keys, and the lookup.
+Measuring one builds each candidate's module, so it is done above the space, by `mpnas.nn.measure`.
 """
 
 from __future__ import annotations
 
-import platform
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path as FsPath
-from typing import Callable, Iterator
-
-import torch
-from torch import nn
+from typing import Any, Iterator
 
 from mpnas.errors import MpnasError
 from mpnas.io import read_json, write_json
-from mpnas.nn.blocks import ConvBNAct, Head, InvertedResidual
-from mpnas.space.space import ConvGeometry, HeadGeometry, LayerGeometry, Path, PathGeometry, SearchSpace, make_divisible
+from mpnas.space.geometry import ConvGeometry, HeadGeometry, LayerGeometry, PathGeometry
+from mpnas.space.space import Path, SearchSpace
 
 FORMAT = "mpnas.latency/1"
 
@@ -47,107 +44,50 @@ def head_key(g: HeadGeometry) -> str:
 
 
 def candidate_geometries(space: SearchSpace) -> Iterator[LayerGeometry | ConvGeometry | HeadGeometry]:
-    """Every stem, layer candidate and head shape any path of `space` can contain (each once)."""
-    res = (space.resolution - 1) // space.stem_stride + 1
+    """Every stem, layer candidate and head shape any path of `space` can contain (each once).
+
+    Each shape is taken from `SearchSpace.geometry` of a path that puts the candidate where it is (its input and
+    output widths, its op): the table then times exactly the modules a path is built from, whatever rule the
+    geometry uses for widths (an expansion of 1, say, has no expand conv)."""
+    reference = {d.key: False if d.kind == "skip" else d.options[0] for d in space.decisions()}
+
+    def geometry(**choices: Any) -> PathGeometry:
+        return space.geometry(space.path_from_choices({**reference, **choices}))
+
     for s in space.stem_filters:
         for k in space.stem_kernels:
-            yield ConvGeometry(3, s, k, space.stem_stride, space.resolution, res, space.stem_act)
-    in_choices = space.stem_filters
+            yield geometry(**{"stem.filters": s, "stem.kernel": k}).stem
     seen: set[str] = set()
     for b, block in enumerate(space.blocks):
+        given, own = _width_decision(space, b - 1), _width_decision(space, b)
         for l, layer in enumerate(block.layers):
-            out_res = (res - 1) // layer.stride + 1
-            for in_ch in in_choices if l == 0 else block.filters:
+            for in_ch in _width_options(space, b - 1) if l == 0 else block.filters:
                 for out_ch in block.filters if l == 0 and not block.keeps_width else (in_ch,):
                     for k in layer.kernels:
                         for e in layer.expansions:
                             for se in layer.se:
-                                exp_ch = make_divisible(in_ch * e)
-                                se_ch = make_divisible(exp_ch * space.se_ratio) if se else 0
-                                g = LayerGeometry(b, l, in_ch, exp_ch, out_ch, k, se_ch, layer.stride, layer.act, res, out_res)
+                                op = {f"b{b}.l{l}.kernel": k, f"b{b}.l{l}.expansion": e, f"b{b}.l{l}.se": se}
+                                widths = {given: in_ch, own: out_ch} if l == 0 else {own: in_ch}
+                                geo = geometry(**widths, **op)
+                                g = next(g for g in geo.layers if (g.block, g.layer) == (b, l))
                                 if layer_key(g) not in seen:  # two expansions can round to one width
                                     seen.add(layer_key(g))
                                     yield g
-            res = out_res
-        in_choices = block.filters
-    for in_ch in in_choices:
-        yield HeadGeometry(in_ch, space.head_filters, space.head_hidden, res, space.head_act)
+    for in_ch in _width_options(space, len(space.blocks) - 1):
+        yield geometry(**{_width_decision(space, len(space.blocks) - 1): in_ch}).head
 
 
-def _module_for(g: LayerGeometry | ConvGeometry | HeadGeometry) -> tuple[str, nn.Module, tuple[int, ...]]:
-    if isinstance(g, LayerGeometry):
-        return layer_key(g), InvertedResidual(g), (1, g.in_ch, g.in_res, g.in_res)
-    if isinstance(g, ConvGeometry):
-        return stem_key(g), ConvBNAct(g.in_ch, g.out_ch, g.kernel, g.stride, act=g.act), (1, 3, g.in_res, g.in_res)
-    return head_key(g), Head(g), (1, g.in_ch, g.res, g.res)
+def _width_decision(space: SearchSpace, b: int) -> str:
+    """The decision that sets block `b`'s output width ("stem.filters" for the stem, b = -1): a block that keeps
+    its width passes on the width of the block before it."""
+    while b >= 0 and space.blocks[b].keeps_width:
+        b -= 1
+    return "stem.filters" if b < 0 else f"b{b}.filters"
 
 
-def time_module(module: nn.Module, shape: tuple[int, ...], repeats: int, warmup: int = 3) -> float:
-    """Median wall time of one forward pass in milliseconds."""
-    module.eval()
-    x = torch.randn(shape)
-    times = []
-    with torch.inference_mode():
-        for _ in range(warmup):
-            module(x)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            module(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def time_onnxruntime(module: nn.Module, shape: tuple[int, ...], repeats: int, warmup: int = 3) -> float:
-    """Median wall time (ms) of one run of the module exported to ONNX, in an onnxruntime session."""
-    import tempfile
-
-    from mpnas.deploy.export import export_onnx, session
-
-    module.eval()
-    x = torch.randn(shape).numpy()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = FsPath(tmp) / "op.onnx"
-        export_onnx(module, path, shape[-1], channels=shape[1])
-        sess = session(path, torch.get_num_threads())
-        times = []
-        for i in range(warmup + repeats):
-            t0 = time.perf_counter()
-            sess.run(["logits"], {"image": x})
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-BACKENDS = ("torch", "onnxruntime")
-
-
-def measure_table(
-    space: SearchSpace, repeats: int = 20, progress: Callable[[int, int], None] | None = None, backend: str = "torch"
-) -> dict:
-    if backend not in BACKENDS:
-        raise MpnasError(f"latency backend {backend!r} unknown; choose from {', '.join(BACKENDS)}")
-    geoms = list(candidate_geometries(space))
-    entries: dict[str, float] = {}
-    for i, g in enumerate(geoms):
-        key, module, shape = _module_for(g)
-        timer = time_module if backend == "torch" else time_onnxruntime
-        entries[key] = round(timer(module, shape, repeats), 5)
-        if progress is not None:
-            progress(i + 1, len(geoms))
-    return {
-        "format": FORMAT,
-        "backend": backend,
-        "space": space.name,
-        "resolution": space.resolution,
-        "unit": "ms",
-        "batch": 1,
-        "repeats": repeats,
-        "statistic": "median",
-        "threads": torch.get_num_threads(),
-        "device": f"cpu ({platform.processor() or platform.machine()})",
-        "torch": torch.__version__,
-        "entries": entries,
-    }
+def _width_options(space: SearchSpace, b: int) -> tuple[int, ...]:
+    """Block `b`'s output width options (the stem's for b = -1)."""
+    return space.stem_filters if b < 0 else space.blocks[b].filters
 
 
 @dataclass
@@ -190,5 +130,5 @@ class LatencyTable:
         return self.geometry_latency(space.geometry(path))
 
 
-def save_table(table: dict, path: str | FsPath) -> None:
+def save_table(table: dict[str, Any], path: str | FsPath) -> None:
     write_json(path, table)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mpnas.config import SPACE_PRESETS
+from mpnas.config import SPACE_PRESETS, RunConfig
 from mpnas.errors import MpnasError
-from mpnas.space.space import BlockSpace, LayerSpace, SearchSpace, make_divisible
+from mpnas.space.geometry import make_divisible
+from mpnas.space.space import BlockSpace, LayerSpace, SearchSpace
 
 PRESETS = SPACE_PRESETS
 
@@ -175,3 +176,8 @@ def get_space(
         space = replace(space, blocks=tuple(blocks))
     space.validate(f"space {preset}")
     return space
+
+
+def build_space(cfg: RunConfig) -> SearchSpace:
+    """The search space a run's config describes (`space.preset` at the data's resolution)."""
+    return get_space(cfg.space.preset, cfg.data.resolution, cfg.space.width_mult, cfg.space.layers_per_block)

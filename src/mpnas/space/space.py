@@ -9,18 +9,20 @@ widths (TuNAS does the same). A block that `keeps_width` has no filters decision
 width it is given, which is how TuNAS's stem block shares its conv's filters with the optional separable conv
 after it (and why that block's only layer may be skipped).
 
-`geometry()` is the one place that turns a path into channel widths and feature-map sizes; the modules, the
-cost model and the reports all read those numbers from it.
+`geometry()` is the one place that turns a path into channel widths and feature-map sizes (the shapes it
+returns are `mpnas.space.geometry`'s); the modules, the cost model and the reports all read those numbers from it.
 """
 
 from __future__ import annotations
 
+import builtins
 import math
 import random
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from mpnas.errors import MpnasError
+from mpnas.space.geometry import ConvGeometry, HeadGeometry, LayerGeometry, PathGeometry, conv_out, make_divisible
 
 ACTIVATIONS = ("relu", "hswish", "swish")
 SKIP = "skip"
@@ -28,14 +30,6 @@ SKIP = "skip"
 # (the search's op warm-up, which mixes a layer's kernel options) treats the stem conv as the layer before the
 # first block instead of needing a case of its own.
 STEM_LAYER = (-1, 0)
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of `divisor`, never more than 10% below (MobileNet's rule)."""
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if new < 0.9 * value:
-        new += divisor
-    return new
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -97,7 +91,7 @@ class SearchSpace:
     def path_from_choices(self, choices: dict[str, Any]) -> Path:
         """Build a path from decision values (keys of `decisions()`); fixed values fill the rest."""
 
-        def pick(key: str, opts: tuple) -> Any:
+        def pick(key: str, opts: tuple[Any, ...]) -> Any:
             return choices[key] if len(opts) > 1 else opts[0]
 
         stem = width = pick("stem.filters", self.stem_filters)
@@ -169,7 +163,7 @@ class SearchSpace:
     # -- geometry ---------------------------------------------------------------------------------------
     def geometry(self, path: Path) -> PathGeometry:
         """Channel widths and feature-map sizes of every module on a path."""
-        res = _conv_out(self.resolution, self.stem_stride)
+        res = conv_out(self.resolution, self.stem_stride)
         stem = ConvGeometry(3, path.stem_filters, self.stem_kernel_of(path), self.stem_stride, self.resolution, res,
                             self.stem_act)
         layers = []
@@ -181,7 +175,7 @@ class SearchSpace:
                 # An expansion of 1 has no expand conv (MobileNetV3), whatever the input width: a slimmed input
                 # (`mpnas.space.widths`) need not be a multiple of 8, and rounding it would add a conv.
                 exp_ch = in_ch if lc.expansion == 1 else make_divisible(in_ch * lc.expansion)
-                out_res = _conv_out(res, layer.stride)
+                out_res = conv_out(res, layer.stride)
                 layers.append(
                     LayerGeometry(
                         block=b,
@@ -325,7 +319,7 @@ class SearchSpace:
 @dataclass(frozen=True)
 class Decision:
     key: str
-    options: tuple
+    options: tuple[Any, ...]  # ints (filters, kernels), floats (expansions) or bools (se, skip)
     kind: str  # "filters" (a block's or the stem's output), "expansion", "kernel", "se" or "skip"
     # The (block, layer) the decision belongs to (STEM_LAYER for the stem's kernel); None for filters.
     layer: tuple[int, int] | None = None
@@ -434,86 +428,13 @@ class Path:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Geometry: what a path means in channels and pixels.
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    in_ch: int
-    out_ch: int
-    kernel: int
-    stride: int
-    in_res: int
-    out_res: int
-    act: str
-
-
-@dataclass(frozen=True)
-class LayerGeometry:
-    block: int
-    layer: int
-    in_ch: int
-    exp_ch: int
-    out_ch: int
-    kernel: int
-    se_ch: int  # 0: no squeeze-and-excite
-    stride: int
-    act: str
-    in_res: int
-    out_res: int
-
-    @property
-    def has_expand(self) -> bool:
-        # As in MobileNetV3: an expansion that leaves the width unchanged has no 1x1 expand conv.
-        return self.exp_ch != self.in_ch
-
-    @property
-    def residual(self) -> bool:
-        return self.stride == 1 and self.in_ch == self.out_ch
-
-    @property
-    def node(self) -> str:
-        return node_id(self.block, self.layer, self.kernel, self.se_ch > 0)
-
-
-@dataclass(frozen=True)
-class HeadGeometry:
-    in_ch: int
-    conv_ch: int
-    hidden: int
-    res: int
-    act: str
-
-
-@dataclass(frozen=True)
-class PathGeometry:
-    stem: ConvGeometry
-    layers: tuple[LayerGeometry, ...]
-    head: HeadGeometry
-
-    def nodes(self) -> list[str]:
-        return [g.node for g in self.layers]
-
-
-def node_id(block: int, layer: int, kernel: int, se: bool) -> str:
-    """A node is one candidate block of one layer: its kernel size and squeeze-and-excite choice.
-
-    Expansion and output filters are widths inside a node (channel prefixes of its weights), so two domains
-    that pick the same kernel and SE at the same layer share the node whatever widths they use.
-    """
-    return f"b{block}.l{layer}.k{kernel}" + (".se" if se else "")
-
-
-def _conv_out(res: int, stride: int) -> int:
-    return (res - 1) // stride + 1  # odd kernels with 'same' padding
-
-
-# ---------------------------------------------------------------------------------------------------------
 # A small reader that turns malformed JSON into errors naming the field.
 
 
 @dataclass
 class _Reader:
+    # Its readers are named after the JSON types they read (`str`, `int`, `list`, ...), so annotations in the
+    # class body spell the built-in types as `builtins.*`.
     data: Any
     where: str
 
@@ -521,54 +442,54 @@ class _Reader:
         if not isinstance(self.data, dict):
             raise MpnasError(f"{self.where}: expected an object, got {type(self.data).__name__}")
 
-    def _get(self, key: str) -> Any:
+    def _get(self, key: builtins.str) -> Any:
         if key not in self.data:
             raise MpnasError(f"{self.where}: missing field {key!r}")
         return self.data[key]
 
-    def int(self, key: str) -> int:
+    def int(self, key: builtins.str) -> builtins.int:
         v = self._get(key)
         if isinstance(v, bool) or not isinstance(v, int):
             raise MpnasError(f"{self.where}: field {key!r} must be an integer, got {v!r}")
         return v
 
-    def number(self, key: str) -> float:
+    def number(self, key: builtins.str) -> float:
         v = self._get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise MpnasError(f"{self.where}: field {key!r} must be a number, got {v!r}")
         return v
 
-    def bool(self, key: str) -> bool:
+    def bool(self, key: builtins.str) -> builtins.bool:
         v = self._get(key)
         if not isinstance(v, bool):
             raise MpnasError(f"{self.where}: field {key!r} must be true or false, got {v!r}")
         return v
 
-    def str(self, key: str) -> str:
+    def str(self, key: builtins.str) -> builtins.str:
         v = self._get(key)
         if not isinstance(v, str):
             raise MpnasError(f"{self.where}: field {key!r} must be a string, got {v!r}")
         return v
 
-    def list(self, key: str) -> list:
+    def list(self, key: builtins.str) -> builtins.list[Any]:
         v = self._get(key)
         if not isinstance(v, list):
             raise MpnasError(f"{self.where}: field {key!r} must be a list, got {type(v).__name__}")
         return v
 
-    def ints(self, key: str) -> list[int]:
+    def ints(self, key: builtins.str) -> builtins.list[builtins.int]:
         v = self.list(key)
         if not v or any(isinstance(x, bool) or not isinstance(x, int) for x in v):
             raise MpnasError(f"{self.where}: field {key!r} must be a non-empty list of integers")
         return v
 
-    def numbers(self, key: str) -> list[float]:
+    def numbers(self, key: builtins.str) -> builtins.list[float]:
         v = self.list(key)
         if not v or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
             raise MpnasError(f"{self.where}: field {key!r} must be a non-empty list of numbers")
         return v
 
-    def bools(self, key: str) -> list[bool]:
+    def bools(self, key: builtins.str) -> builtins.list[builtins.bool]:
         v = self.list(key)
         if not v or any(not isinstance(x, bool) for x in v):
             raise MpnasError(f"{self.where}: field {key!r} must be a non-empty list of true/false")

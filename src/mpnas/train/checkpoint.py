@@ -34,9 +34,8 @@ import torch
 
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
-from mpnas.train.optim import load_checkpoint, save_checkpoint
+from mpnas.rundir import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 
-FORMAT = "mpnas.checkpoint/1"
 IGNORED_KEYS = ("threads", "device", "checkpoint_every")  # they change speed, not the result
 
 
@@ -51,14 +50,6 @@ def fingerprint(cfg_dict: dict[str, Any], **extra: Any) -> str:
     data = {k: v for k, v in cfg_dict.items() if k not in IGNORED_KEYS}
     blob = json.dumps({"config": data, **extra}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def read_state(path: Path) -> dict[str, Any]:
-    """The stage state of a checkpoint file, in the wrapped format or the bare `state_dict()` older runs wrote."""
-    ckpt = load_checkpoint(path)
-    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
-        return ckpt["state"]
-    return ckpt
 
 
 class Checkpointer:
@@ -103,8 +94,8 @@ class Checkpointer:
         if not self.path.is_file():
             return None
         ckpt = load_checkpoint(self.path)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or ckpt.get("stage") != self.stage:
-            raise MpnasError(f"checkpoint {self.path}: not a {self.stage} checkpoint of mpnas ({FORMAT}); move it away to "
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("stage") != self.stage:
+            raise MpnasError(f"checkpoint {self.path}: not a {self.stage} checkpoint of mpnas ({CHECKPOINT_FORMAT}); move it away to "
                              "start this stage afresh")
         if ckpt["finished"]:
             raise MpnasError(f"checkpoint {self.path}: the {self.stage} stage it holds has finished")
@@ -128,7 +119,7 @@ class Checkpointer:
         if not self.ranks.is_main:
             return
         metrics_bytes = self.metrics.stat().st_size if self.metrics is not None and self.metrics.is_file() else 0
-        save_checkpoint(self.path, {"format": FORMAT, "stage": self.stage, "fingerprint": self.fingerprint,
+        save_checkpoint(self.path, {"format": CHECKPOINT_FORMAT, "stage": self.stage, "fingerprint": self.fingerprint,
                                     "step": step, "finished": finished, "state": state,
                                     "torch_rng": torch.get_rng_state(), "metrics_bytes": metrics_bytes,
                                     "elapsed_s": self.elapsed()})
@@ -148,4 +139,4 @@ class Checkpointer:
                               "continue with --resume")
 
 
-__all__ = ["FORMAT", "Checkpointer", "Interrupted", "fingerprint", "read_state"]
+__all__ = ["Checkpointer", "Interrupted", "fingerprint"]

@@ -31,6 +31,8 @@ KINDS = LOSS_KINDS
 
 
 class LossCombiner(nn.Module):
+    fixed: Tensor  # a buffer: the per-domain weights of the fixed kinds
+
     def __init__(self, cfg: LossConfig, domains: list[str]) -> None:
         super().__init__()
         if cfg.kind not in KINDS:
@@ -65,6 +67,7 @@ class LossCombiner(nn.Module):
         if kind.startswith("exp"):
             return torch.exp(L / self.w(progress))
         if kind == "uwl":
+            assert self.log_vars is not None  # made for the uwl kind
             return torch.exp(-self.log_vars) * L + 0.5 * self.log_vars
         return self.fixed * L
 
@@ -80,6 +83,7 @@ class LossCombiner(nn.Module):
             w = self.w(progress)
             return torch.exp(L / w) / w
         if kind == "uwl":
+            assert self.log_vars is not None  # made for the uwl kind
             return torch.exp(-self.log_vars.detach())
         return self.fixed.clone()
 

@@ -1,23 +1,22 @@
-"""What search and training share: optimisers, schedules, the joint step, step counts, devices, checkpoints."""
+"""What search and training share: optimisers, schedules, the joint step, step counts, devices, progress bars.
+
+(Checkpoint files are read and written by `mpnas.rundir`; `mpnas.train.checkpoint` decides when.)"""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import time
-from pathlib import Path
 from typing import Any, ContextManager, Iterable
 
 import torch
 from torch import nn
 
-from mpnas.config import OPTIMIZERS, PRECISIONS, OptimConfig
+from mpnas.config import OPTIMIZERS, PRECISIONS, OptimConfig, RunConfig
+from mpnas.console import progress
 from mpnas.data import DomainSet
 from mpnas.distributed import World, world
 from mpnas.errors import MpnasError
-from mpnas.io import atomic_write_bytes
-
 
 
 def make_optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -84,6 +83,14 @@ def joint_step(
     scheduler.step()
 
 
+def apply_threads(cfg: RunConfig) -> None:
+    """torch's thread count from the config (None: torch's own); it changes the speed, never the result."""
+    if cfg.threads is not None:
+        if cfg.threads < 1:
+            raise MpnasError(f"config threads must be >= 1, got {cfg.threads}")
+        torch.set_num_threads(cfg.threads)
+
+
 def resolve_device(name: str) -> torch.device:
     """The config's device; under torchrun, "auto" and "cuda" mean this rank's GPU (LOCAL_RANK)."""
     if name == "auto":
@@ -123,23 +130,6 @@ def synced_clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Tensors, numbers, strings, lists and dicts only, so that loading needs no pickled code."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise MpnasError(f"checkpoint {path}: not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
-        raise MpnasError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc})") from None
-
-
 def steps_for(steps: int | None, epochs: float | None, domains: DomainSet, batch_size: int, what: str) -> int:
     """Steps are given directly, or as epochs of the largest domain's training split (the paper's unit)."""
     if epochs is not None:
@@ -162,6 +152,4 @@ def check_finite(losses: torch.Tensor, names: list[str], step: int, stage: str) 
 
 def progress_bar(total: int, desc: str, enabled: bool) -> Any:
     """A tqdm bar on stderr with rate and ETA, or plain lines when stderr is not a terminal (`mpnas.console`)."""
-    from mpnas.console import progress
-
     return progress(total, desc, enabled)

@@ -33,13 +33,15 @@ from mpnas.config import RunConfig
 from mpnas.data import DomainSet, MultiDomainLoader
 from mpnas.distributed import World, bn_statistics, world
 from mpnas.io import write_json
+from mpnas.nn.dynamic import DynamicBatchNorm2d
 from mpnas.nn.merged import MultiPathModel
+from mpnas.rundir import SLIM_TABLE
+from mpnas.runtime import time_module
 from mpnas.space.arch import Architecture
-from mpnas.space.space import PathGeometry
+from mpnas.space.configure import TABLE_FORMAT, Table, configure, preference_weights
+from mpnas.space.geometry import PathGeometry
 from mpnas.space.widths import Widths, width_units, widths_cost
-
-SLIM_TABLE = "slim_table.json"
-TABLE_FORMAT = "mpnas.slim_table/1"
+from mpnas.train.evaluate import evaluate, recalibrate_batch_norm
 
 
 def sandwich(model: MultiPathModel, options: list[float], seed: int, step: int, n_random: int) -> list[dict[str, PathGeometry]]:
@@ -55,8 +57,6 @@ def sandwich(model: MultiPathModel, options: list[float], seed: int, step: int, 
 def frozen_statistics(model: torch.nn.Module) -> Iterator[None]:
     """Forward passes inside normalise with their batch's statistics (in training mode) but leave batch norm's
     running statistics as they were."""
-    from mpnas.nn.dynamic import DynamicBatchNorm2d
-
     norms = [m for m in model.modules() if isinstance(m, DynamicBatchNorm2d)]
     for m in norms:
         m.frozen = True
@@ -100,8 +100,6 @@ def measure_widths(model: MultiPathModel, widths: Widths | None, domains: Domain
                    recalibrate: bool = True, ranks: World | None = None) -> dict[str, float]:
     """Per-domain top-1 of `model` at `widths` on `split`, its batch norm recalibrated for them (unless the widths are
     full or `recalibrate` is off); the model's weights, statistics and active widths are restored afterwards."""
-    from mpnas.train.trainer import evaluate
-
     ranks = ranks or world()
     stats = bn_statistics(model)
     saved = [t.clone() for t in stats]
@@ -121,8 +119,6 @@ def measure_widths(model: MultiPathModel, widths: Widths | None, domains: Domain
 def apply_widths(model: MultiPathModel, widths: Widths, domains: DomainSet, cfg: RunConfig,
                  ranks: World | None = None) -> None:
     """Set `widths` and recalibrate batch norm for them (full widths keep their exact statistics)."""
-    from mpnas.train.trainer import recalibrate_batch_norm
-
     model.set_widths(widths)
     if not widths.is_full():
         ranks = ranks or world()
@@ -149,8 +145,6 @@ def _row(kind: str, arch: Architecture, widths: Widths, top1: dict[str, float], 
 def _latency_points(model: MultiPathModel, arch: Architecture, options: list[float], resolution: int,
                     repeats: int = 20) -> dict[str, list[tuple[int, float]]]:
     """Batch-1 latency (ms, this machine, eager PyTorch) of each domain's extracted path at every uniform width."""
-    from mpnas.space.latency import time_module
-
     points: dict[str, list[tuple[int, float]]] = {d: [] for d in arch.domains}
     previous = model.active
     try:
@@ -174,8 +168,6 @@ def profile(model: MultiPathModel, domains: DomainSet, cfg: RunConfig, run_dir: 
     measurement); `slim_profile` random configurations, recalibrated. Then, from the predictor fitted on those
     rows, `configure` at five MACs budgets (the controllability curve) and, at 70% of the full MACs, once with
     each domain preferred (the preference table), each measured."""
-    from mpnas.deploy.configure import Table, configure, preference_weights
-
     say = say or (lambda msg: None)
     t0 = time.perf_counter()
     tc = cfg.train

@@ -1,4 +1,4 @@
-"""From-scratch training of a merged multi-path model, and its evaluation.
+"""From-scratch training of a merged multi-path model (its evaluation: `mpnas.train.evaluate`).
 
 Each step takes one batch from every domain, runs each through its own path, combines the domains' losses
 with the loss component (ABDP by default) and takes one optimiser step; gradients of a shared node add up
@@ -9,32 +9,40 @@ validation top-1 are kept (in memory and, atomically, on disk).
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
-from torch import nn
 
 from mpnas.config import RunConfig
-from mpnas.data import DomainSet, MultiDomainLoader, class_batch_sizes, iterate_split
-from mpnas.distributed import World, bn_statistics, use_sync_bn, world
+from mpnas.data import DomainSet, MultiDomainLoader, class_batch_sizes
+from mpnas.distributed import World, bn_statistics, world
 from mpnas.errors import MpnasError
-from mpnas.io import append_jsonl, atomic_write_bytes
+from mpnas.io import append_jsonl
+from mpnas.nn.dynamic import use_sync_bn
 from mpnas.nn.init import initialise
 from mpnas.nn.merged import MultiPathModel
+from mpnas.nn.supernet import Supernet
+from mpnas.rundir import METRICS, SEARCH_STATE, TRAIN_STATE, read_state, save_weights
 from mpnas.space.arch import Architecture
 from mpnas.train.checkpoint import Checkpointer
+from mpnas.train.evaluate import evaluate, recalibrate_batch_norm
 from mpnas.train.losses import LossCombiner
+from mpnas.train.optim import (
+    autocast,
+    check_finite,
+    compute_dtype,
+    joint_step,
+    make_optimizer,
+    make_scheduler,
+    progress_bar,
+    resolve_device,
+    steps_for,
+    synced_clock,
+)
 from mpnas.train.slimmable import sandwich, slim_losses
-from mpnas.train.optim import (autocast, check_finite, compute_dtype, joint_step, make_optimizer, make_scheduler,
-                               progress_bar, resolve_device, steps_for, synced_clock)
-
-WEIGHTS_FORMAT = "mpnas.weights/1"
 
 
 @dataclass
@@ -80,64 +88,6 @@ class TrainState:
         self.best_weights = state.get("best_weights")
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, domains: DomainSet, split: str | None = None, batch_size: int = 256,
-             forward: Callable[[nn.Module, torch.Tensor, str], torch.Tensor] | None = None,
-             dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Top-1 (percent) per domain on `split` (default: test where labelled, else val).
-
-    Under torchrun the ranks take turns over the batches and their counts are summed, so every rank returns the
-    same figures; the counts stay on the device until the end (one transfer)."""
-    forward = forward or (lambda m, x, d: m(x, d))
-    device = next(model.parameters()).device
-    ranks = world()
-    was_training = model.training
-    model.eval()
-    counts, totals = [], []
-    for dom in domains:
-        s = split or dom.eval_split()
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        total = 0
-        for i, (x, y) in enumerate(iterate_split(dom, s, batch_size, device=device)):
-            if y is None:
-                raise MpnasError(f"domain {dom.name}: split {s!r} has no labels to evaluate against")
-            total += len(y)
-            if i % ranks.size == ranks.rank:
-                with autocast(device, dtype):
-                    correct += (forward(model, x, dom.name).argmax(1) == y).sum()
-        if total == 0:
-            raise MpnasError(f"domain {dom.name}: split {s!r} is empty")
-        counts.append(correct)
-        totals.append(total)
-    model.train(was_training)
-    summed = ranks.sum(torch.stack(counts)).tolist()
-    return {dom.name: 100.0 * c / n for dom, c, n in zip(domains, summed, totals)}
-
-
-def save_weights(model: nn.Module, path: str | Path, arch: Architecture, extra: dict[str, Any] | None = None) -> None:
-    """Weights in safetensors, with the architecture in the metadata so the file describes itself."""
-    meta = {"format": WEIGHTS_FORMAT, "architecture": json.dumps(arch.to_dict())}
-    meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, st_save(tensors, metadata=meta))
-
-
-def load_weights(model: nn.Module, path: str | Path) -> None:
-    path = Path(path)
-    if not path.is_file():
-        raise MpnasError(f"weights {path}: not found (run `mpnas train` first)")
-    try:
-        tensors = st_load(path.read_bytes())
-    except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
-        raise MpnasError(f"weights {path}: not a readable safetensors file ({exc})") from None
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise MpnasError(
-            f"weights {path}: do not match the architecture ({len(missing)} missing, {len(unexpected)} unexpected tensors, "
-            f"e.g. {(missing or unexpected)[0]})"
-        )
-
-
 def train_architecture(
     cfg: RunConfig,
     domains: DomainSet,
@@ -176,11 +126,11 @@ def train_architecture(
     steps = tc.steps if tc.from_supernet and tc.steps == 0 else steps_for(tc.steps, tc.epochs, domains, tc.batch_size, "train")
     ranks = world()
     if log is None:
-        log = (lambda row: append_jsonl(weights_path.parent / "metrics.jsonl", row)) if ranks.is_main else (lambda row: None)
+        log = (lambda row: append_jsonl(weights_path.parent / METRICS, row)) if ranks.is_main else (lambda row: None)
 
     state = _new_state(cfg, domains, arch, max(steps, 1), device, routing_seed)
     model = state.model
-    checkpointer = checkpointer or Checkpointer(weights_path.parent / "train_state.pt", "train", 0, "", None)
+    checkpointer = checkpointer or Checkpointer(weights_path.parent / TRAIN_STATE, "train", 0, "", None)
     resumed = resume and checkpointer.resume(state.load_state_dict) is not None
     if tc.from_supernet and not resumed:
         start_from_supernet(cfg, state, domains, arch, supernet_from or weights_path.parent, weights_path, log)
@@ -207,13 +157,14 @@ def start_from_supernet(cfg: RunConfig, state: TrainState, domains: DomainSet, a
                         weights_path: Path, log: Callable[[dict[str, Any]], None]) -> None:
     """Load the search's supernet weights into the merged model, recalibrate its batch norm, validate it and save
     it as the best so far (step -1)."""
-    from mpnas.search.loop import load_final_search
-
-    ckpt = search_dir / "search_state.pt"
+    ckpt = search_dir / SEARCH_STATE
     if not ckpt.is_file():
         raise MpnasError(f"train.from_supernet: {ckpt} not found (the search's final state); run `mpnas search` into "
                          f"{search_dir} first")
-    supernet, _, _ = load_final_search(search_dir, arch.space, arch.num_classes)
+    # Only the supernet's weights are needed, not the search that trained them: the search's state file holds
+    # them under "supernet" (`mpnas.search.loop.SearchState`), and the supernet is built here from the space.
+    supernet = Supernet(arch.space, arch.num_classes, dropout=0.0)
+    supernet.load_state_dict(read_state(ckpt)["supernet"])
     try:
         state.model.copy_from_supernet(supernet)
     except KeyError as exc:
@@ -235,34 +186,6 @@ def start_from_supernet(cfg: RunConfig, state: TrainState, domains: DomainSet, a
                                                        "from_supernet": True})
 
 
-@torch.no_grad()
-def recalibrate_batch_norm(model: MultiPathModel, loader: MultiDomainLoader, batches: int, ranks: World,
-                           dtype: torch.dtype | None = None) -> None:
-    """Running statistics as the plain average over `batches` training batches per domain (Once-for-All's
-    recalibration): the supernet's statistics were averaged over many sampled paths and describe none of them."""
-    from mpnas.nn.dynamic import DynamicBatchNorm2d
-
-    if batches == 0:
-        return
-    norms = [m for m in model.modules() if isinstance(m, DynamicBatchNorm2d)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.running_mean.zero_()
-        m.running_var.fill_(1.0)
-    was_training = model.training
-    model.train()
-    for i in range(batches):
-        for m in norms:
-            m.momentum = 1.0 / (i + 1)  # a cumulative mean over the batches seen
-        for d, (x, _) in loader.next().items():
-            with autocast(x.device, dtype):
-                model(x, d)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.train(was_training)
-    ranks.average_gradients([], bn_statistics(model))
-
-
 def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: int, device: torch.device,
                routing_seed: int = 0) -> TrainState:
     """A fresh training state: the merged model initialised from the config's seed, optimiser, schedule, loader."""
@@ -275,7 +198,7 @@ def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: in
     model = model.to(device)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
     if cfg.sync_bn and ranks.active:
         use_sync_bn(model)
     combiner = LossCombiner(cfg.loss, domains.names()).to(device)

@@ -11,10 +11,10 @@ import pytest
 
 from mpnas.cli import main
 from mpnas.config import apply_overrides, resolve_config
-from mpnas.deploy.configure import Table, configure, parse_prefer
+from mpnas.space.configure import Table, configure, parse_prefer
 from mpnas.errors import MpnasError
 from mpnas.io import write_json
-from mpnas.pipeline import write_config
+from mpnas.rundir import write_config
 from mpnas.space.arch import Architecture
 from mpnas.space.presets import get_space
 from mpnas.space.widths import Widths, width_units, widths_cost

@@ -1,6 +1,7 @@
 """`mpnas configure`: map a user's budget and domain preferences to a width configuration of a slimmable run.
 
-The measured table (`slim_table.json`, written after slimmable training by `mpnas.train.slimmable.profile`)
+The measured table (`slim_table.json`, written after slimmable training by `mpnas.train.slimmable.profile`,
+which also runs this search to measure its choices; read from a run by `mpnas.rundir.read_slim_table`)
 holds validation top-1 per domain for a few dozen width configurations. Each domain's top-1 depends only on its
 own path's widths, so every row is one sample per domain. The search predicts a domain's top-1 with a linear
 model of its multipliers fitted on the rows, with non-negative slopes (a wider unit is never predicted to
@@ -19,18 +20,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from mpnas.errors import MpnasError
-from mpnas.io import read_json
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import geometry_cost
 from mpnas.space.widths import STEM, Widths, slim_path, width_units, widths_cost
 
 CONFIG_FORMAT = "mpnas.width_config/1"
+TABLE_FORMAT = "mpnas.slim_table/1"  # the measured table (`slim_table.json` of a run, `mpnas.rundir.read_slim_table`)
 KINDS = {"macs": "MACs", "params": "parameters", "latency": "ms"}
 
 
@@ -49,8 +49,8 @@ class Table:
 
     @staticmethod
     def from_dict(data: Any, arch: Architecture, where: str) -> Table:
-        if not isinstance(data, dict) or data.get("format") != "mpnas.slim_table/1" or not isinstance(data.get("rows"), list):
-            raise MpnasError(f"{where}: not a slim table (format 'mpnas.slim_table/1' with 'rows')")
+        if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT or not isinstance(data.get("rows"), list):
+            raise MpnasError(f"{where}: not a slim table (format {TABLE_FORMAT!r} with 'rows')")
         units = width_units(arch.space)
         if data.get("units") != units:
             raise MpnasError(f"{where}: units {data.get('units')} are not this architecture's {units}")
@@ -86,15 +86,6 @@ class Table:
             slope, intercept = np.polyfit(macs, ms, 1) if len(set(macs)) > 1 else (0.0, float(ms.mean()))
             latency[d] = (float(intercept), float(max(slope, 0.0)))
         return Table(units, options, coef, loo, latency, rows, measured)
-
-    @staticmethod
-    def load(run_dir: Path, arch: Architecture) -> Table:
-        from mpnas.train.slimmable import SLIM_TABLE
-
-        path = run_dir / SLIM_TABLE
-        if not path.is_file():
-            raise MpnasError(f"run {run_dir}: no {SLIM_TABLE}; configure needs a run trained with train.slimmable=true")
-        return Table.from_dict(read_json(path, "slim table"), arch, f"slim table {path}")
 
     def predict(self, domain: str, multipliers: Mapping[str, float], measured: bool = True) -> float:
         """The linear model's top-1, or with `measured` the table's where it holds these multipliers for the
@@ -168,7 +159,7 @@ def configure(arch: Architecture, table: Table, kind: str, limit: float, prefer:
     weights = preference_weights(arch.domains, prefer)
     units, options = table.units, table.options
     space = arch.space
-    domain_cache: dict[tuple, tuple[int, int]] = {}
+    domain_cache: dict[tuple[str, tuple[float, ...]], tuple[int, int]] = {}
 
     def domain_cost(d: str, mults: tuple[float, ...]) -> tuple[int, int]:
         key = (d, mults)
@@ -222,15 +213,15 @@ def configure(arch: Architecture, table: Table, kind: str, limit: float, prefer:
         state = best[1]
         current_cost, current_obj = cost(state), objective(state)
     while True:
-        best = None
+        widen: tuple[float, dict[str, tuple[float, ...]]] | None = None  # gain per unit of cost, the state
         for new in moves(state, +1):
             c = cost(new)
             gain = objective(new) - current_obj
-            if c <= limit and gain > 1e-9 and (best is None or gain / max(c - current_cost, 1e-9) > best[0]):
-                best = (gain / max(c - current_cost, 1e-9), new)
-        if best is None:
+            if c <= limit and gain > 1e-9 and (widen is None or gain / max(c - current_cost, 1e-9) > widen[0]):
+                widen = (gain / max(c - current_cost, 1e-9), new)
+        if widen is None:
             break
-        state = best[1]
+        state = widen[1]
         current_cost, current_obj = cost(state), objective(state)
 
     widths = _widths(state, units)
