@@ -7,6 +7,7 @@ search can show: the headroom (best path minus the median path) against the nois
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any, Mapping, Sequence
 
@@ -47,8 +48,10 @@ def headroom_and_noise(top1: Sequence[Mapping[str, float]]) -> dict[str, Any]:
         out["noise"] = noise
         out["headroom_over_noise"] = out["headroom"] / noise if noise else None
         # How well one seed's ranking predicts another's: the ceiling of any tau measured against this set.
-        out["seed_tau"] = statistics.mean(kendall_tau([t[a] for t in full], [t[b] for t in full])[0]
-                                          for i, a in enumerate(seeds) for b in seeds[i + 1:])
+        taus = [kendall_tau([t[a] for t in full], [t[b] for t in full])[0]
+                for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+        # undefined (NaN) when a seed scores every path alike: reported as None, not as a NaN that equals nothing
+        out["seed_tau"] = None if any(math.isnan(v) for v in taus) else statistics.mean(taus)
     means = [statistics.mean(t[s] for s in seeds) for t in full]
     out.update(top1_min=min(means), top1_median=statistics.median(means), top1_max=max(means))
     return out
