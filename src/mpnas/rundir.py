@@ -226,8 +226,9 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 # Domains.
 
 
-def write_domain_info(run_dir: Path, domains: DomainSet) -> None:
-    infos = infos_from_domains(domains)
+def write_domain_info(run_dir: Path, domains: DomainSet, before: dict[str, DomainInfo] | None = None) -> None:
+    """domains.json: what prediction needs of each domain; `before` (a trained run's, when adding domains) first."""
+    infos = {**(before or {}), **infos_from_domains(domains)}
     write_json(run_dir / DOMAINS, {"format": DOMAINS_FORMAT, "domains": {n: i.to_dict() for n, i in infos.items()}})
 
 

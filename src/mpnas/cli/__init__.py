@@ -17,7 +17,7 @@ from mpnas.console import transcript
 from mpnas.errors import MpnasError
 
 TORCHRUN_COMMANDS = ("run", "search", "train", "bench")
-LOGGED_COMMANDS = ("run", "search", "train", "evaluate", "report", "bench")  # each keeps log.txt in its directory
+LOGGED_COMMANDS = ("run", "search", "train", "evaluate", "report", "bench", "add-domain")  # each keeps log.txt in its directory
 # A file system's refusal (no permission, read-only, full, a file where a folder belongs) is the user's to mend:
 # one line and exit 2 like any MpnasError, wherever a writer did not name it more precisely itself.
 _USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENOTDIR,

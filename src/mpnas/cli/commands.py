@@ -181,6 +181,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_domain(args: argparse.Namespace) -> int:
+    from mpnas.add_domain import add_domain
+    from mpnas.rundir import REPORT, read_config
+
+    base = read_config(Path(args.run))
+    new = [d.strip() for d in args.domains.split(",") if d.strip()]
+    explicit = _explicit(args)
+    args.data = args.data or base.data.spec  # RUN's own data source and resolution unless given
+    args.resolution = args.resolution or base.data.resolution
+    args.skip_bad_images = args.skip_bad_images or base.data.skip_bad_images
+    args.domains = None
+    given = _run_config(args)
+    given = replace(given, data=replace(given.data, seed=base.data.seed, cache_dir=given.data.cache_dir or base.data.cache_dir))
+    results = add_domain(Path(args.run), given, new, Path(args.out), explicit=explicit, resume=args.resume,
+                         overwrite=args.overwrite, threads=args.threads, device=args.device, progress=not args.quiet)
+    _print_results(results)
+    print(f"report: {Path(args.out) / REPORT}")
+    return 0
+
+
 def _dry_run(cfg: RunConfig) -> int:
     from mpnas.pipeline import plan_run
 

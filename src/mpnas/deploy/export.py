@@ -20,6 +20,7 @@ it, and the manifest says how much that costs against the merged model's weights
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -196,6 +197,7 @@ def export_run(run_dir: Path, out: Path, int8: bool = False, domains: DomainSet 
             "top1_agreement": round(float((logits.argmax(1) == ref.argmax(1)).mean()), 6),
             "max_abs_diff": diff,
             "bytes": onnx_path.stat().st_size,
+            "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
         }
         files_bytes += entry["bytes"]
         lat = latency(onnx_path, net, info.resolution, latency_repeats)
@@ -218,8 +220,27 @@ def export_run(run_dir: Path, out: Path, int8: bool = False, domains: DomainSet 
                                 "note": "one ONNX file per domain stores a shared node once per domain that uses it"}
     if "pte" in formats:
         manifest["pte"] = _export_pte(model, domains, out, latency_repeats, manifest, say, int8)
+    added = model.arch.meta.get("added")
+    if isinstance(added, dict):
+        manifest["delta"] = _delta(added, manifest, formats, int8)
     write_json(out / "export.json", manifest)
     return manifest
+
+
+def _delta(added: dict[str, Any], manifest: dict[str, Any], formats: tuple[str, ...], int8: bool) -> dict[str, Any]:
+    """What changed against the trained run the domains were added to (`mpnas add-domain`): the unchanged domains'
+    files hold that run's weights as they were (byte for byte, for ONNX: compare `sha256`), so an app that ships
+    that run's export needs only the changed files."""
+    new = [d for d in added["new_domains"] if d in manifest["domains"]]
+    changed = [manifest["domains"][d]["onnx"] for d in new]
+    if int8:
+        changed += [manifest["domains"][d]["onnx_int8"] for d in new]
+    if "pte" in formats:
+        changed += ["model.pte", *(["model.int8.pte"] if int8 else []), *(f"pte/{d}.pte" for d in new)]
+    return {"from_run": added["from_run"], "unchanged_domains": list(added["frozen_domains"]), "new_domains": new,
+            "changed_files": changed,
+            "note": "the unchanged domains' outputs and weights are those of from_run; model.pte holds every domain, "
+                    "so it changes whole"}
 
 
 def _export_pte(model: Any, domains: DomainSet, out: Path, repeats: int, manifest: dict[str, Any], say: Any,

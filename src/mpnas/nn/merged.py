@@ -21,7 +21,8 @@ from mpnas.space.geometry import LayerGeometry, PathGeometry
 from mpnas.space.widths import Widths, slim_path
 
 
-def _module_name(node: str) -> str:
+def module_name(node: str) -> str:
+    """The `nodes` key of a node id (a module name holds no dots)."""
     return node.replace(".", "_")
 
 
@@ -72,7 +73,7 @@ class MultiPathModel(nn.Module):
         for node in arch.node_users():
             us = users[node]
             first = next(iter(us.values()))
-            nodes[_module_name(node)] = DynamicBottleneck(
+            nodes[module_name(node)] = DynamicBottleneck(
                 max(g.in_ch for g in us.values()),
                 max(g.exp_ch for g in us.values()),
                 max(g.out_ch for g in us.values()),
@@ -106,7 +107,7 @@ class MultiPathModel(nn.Module):
         residual: dict[tuple[str, str], bool] = {}
         for d, geo in self.geometries.items():
             for g in geo.layers:
-                at = (_module_name(g.node), self.bn_keys[d])
+                at = (module_name(g.node), self.bn_keys[d])
                 residual[at] = residual.get(at, True) and g.residual
         return [self.nodes[node].project_bn[key] for (node, key), ok in residual.items() if ok]
 
@@ -134,7 +135,7 @@ class MultiPathModel(nn.Module):
         x = self.stem(x, geo.stem, bn)
         layers = geo.layers
         for i, g in enumerate(layers):
-            x = self.nodes[_module_name(g.node)](x, g, bn)
+            x = self.nodes[module_name(g.node)](x, g, bn)
             if self.routing and (i + 1 == len(layers) or layers[i + 1].block != g.block):
                 x = x * getattr(self, f"route_{key}_b{g.block}")
         return self.classifiers[key](self.head(x, geo.head, bn))
@@ -150,7 +151,7 @@ class MultiPathModel(nn.Module):
         if self.routing or not self.bn_per_domain:
             raise ValueError("only a per-domain batch-norm model without task routing can start from a supernet")
         source = supernet.state_dict()
-        layer_of = {_module_name(g.node): f"b{g.block}_l{g.layer}" for geo in self.geometries.values() for g in geo.layers}
+        layer_of = {module_name(g.node): f"b{g.block}_l{g.layer}" for geo in self.geometries.values() for g in geo.layers}
         kernels = {geo.stem.kernel for geo in self.geometries.values()}
         stem_options = isinstance(supernet.stem, DynamicStem) and not isinstance(self.stem, DynamicStem)
         for name, tensor in self.state_dict().items():
@@ -179,7 +180,7 @@ class MultiPathModel(nn.Module):
         return PathNet(
             geo,
             self.stem.extract(geo.stem, bn, m),
-            nn.Sequential(*(self.nodes[_module_name(g.node)].extract(g, bn, m) for g in geo.layers)),
+            nn.Sequential(*(self.nodes[module_name(g.node)].extract(g, bn, m) for g in geo.layers)),
             self.head.extract(geo.head, bn, m),
             classifier,
         )

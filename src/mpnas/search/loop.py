@@ -35,14 +35,14 @@ from mpnas.nn.dynamic import OpMix, use_sync_bn
 from mpnas.nn.init import initialise
 from mpnas.nn.supernet import Supernet
 from mpnas.search.controller import Controller, reinforce_loo_step, reinforce_step
+from mpnas.search.cost import CostModel
+from mpnas.search.extend import Extension
 from mpnas.search.gradient import GradientSearch, batch_counts
 from mpnas.search.relax import mean_max_probability
 from mpnas.config import REWARDS
 from mpnas.search.rewards import DEFAULT_BETA, reward
 from mpnas.space.arch import Architecture
-from mpnas.space.cost import geometry_cost
 from mpnas.space.geometry import PathGeometry
-from mpnas.space.latency import LatencyTable
 from mpnas.space.space import Decision, Path, SearchSpace
 from mpnas.train.checkpoint import Checkpointer
 from mpnas.train.losses import LossCombiner
@@ -81,6 +81,13 @@ class SearchState:
     ranks: World = World()
     dtype: torch.dtype | None = None  # autocast dtype of the forward passes
     channels_last: bool = False
+    extension: Extension | None = None  # adding domains to a trained model (`mpnas.search.extend`)
+
+    def draw(self, group: str) -> dict[str, Any]:
+        """A sample of `group`'s controller (one that fits the trained model, when adding domains)."""
+        if self.extension is None:
+            return self.controllers[group].sample(self.generator)
+        return self.extension.draw(self.controllers[group], self.generator)[0]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -113,22 +120,6 @@ class SearchState:
         self.generator.set_state(state["generator"])
         version, internal, gauss = state["warm_rng"]  # a checkpoint may hand back lists for tuples
         self.warm_rng.setstate((version, tuple(internal), gauss))
-
-
-class CostModel:
-    """T for the reward: latency from a measured table when one is given, else MACs."""
-
-    def __init__(self, space: SearchSpace, num_classes: dict[str, int], table_path: str | None) -> None:
-        self.table = LatencyTable.load(table_path) if table_path else None
-        if self.table is not None:
-            self.table.check(space)
-        self.num_classes = num_classes
-        self.unit = "ms" if self.table else "MACs"
-
-    def __call__(self, domain: str, geo: PathGeometry) -> float:
-        if self.table is not None:
-            return self.table.geometry_latency(geo)
-        return float(geometry_cost(geo, self.num_classes[domain]).macs)
 
 
 class Strategy(Protocol):
@@ -184,7 +175,7 @@ class Reinforce:
                     val_batch: dict[str, Any]) -> list[tuple[dict[str, Any], float]]:
         extra = []
         for _ in range(self.sc.samples_per_step - 1):
-            choices = state.controllers[group].sample(state.generator)
+            choices = state.draw(group)
             scored = _score(state.supernet, self.space.geometry(self.space.path_from_choices(choices)), members, val_batch,
                             {}, self.sc, self.cost, self.targets, self.beta, state)
             extra.append((choices, scored["reward"]))
@@ -235,12 +226,14 @@ def run_search(
     log: Callable[[dict[str, Any]], None] | None = None,
     checkpointer: Checkpointer | None = None,
     resume: bool = False,
+    extension: Extension | None = None,
 ) -> tuple[Architecture, SearchState]:
     """Search; return the derived architecture (each domain's most likely path) and the final state.
 
     `groups` maps a controller name to the domains it chooses for; default: one controller per domain.
     `checkpointer` saves the state every so many steps and on SIGTERM/SIGINT; with `resume`, the search
-    continues from its checkpoint when there is one.
+    continues from its checkpoint when there is one. `extension` searches new domains around a trained model
+    (`mpnas add-domain`): its supernet, its cost (T0 = 1) and only paths that fit the trained modules.
     """
     sc = cfg.search
     names = domains.names()
@@ -253,14 +246,21 @@ def run_search(
     device = resolve_device(cfg.device)
     steps = steps_for(sc.steps, sc.epochs, domains, sc.batch_size, "search")
     num_classes = {d.name: d.num_classes for d in domains}
-    cost_model = CostModel(space, num_classes, sc.latency_table)
-    targets = _targets(sc.t0, space, names, cost_model)
+    if extension is not None:
+        if sc.strategy != "rl" or sc.latency_table:
+            raise MpnasError("adding a domain searches with search.strategy=rl and MACs and parameters as the cost "
+                             "(no search.latency_table)")
+        cost_model: CostModel = extension.cost(space, num_classes)
+        targets = {d: 1.0 for d in names}
+    else:
+        cost_model = CostModel(space, num_classes, sc.latency_table)
+        targets = _targets(sc.t0, space, names, cost_model)
     ranks = world()
     if log is None:
         log = (lambda row: append_jsonl(run_dir / METRICS, row)) if ranks.is_main else (lambda row: None)
 
     strategy = make_strategy(sc, space, names, cost_model, targets, beta)
-    state = _new_state(cfg, domains, space, groups, steps, device, strategy)
+    state = _new_state(cfg, domains, space, groups, steps, device, strategy, extension)
     rl_first = int(round(sc.rl_start * steps))
     decisions = space.decisions()
     checkpointer = checkpointer or Checkpointer(run_dir / SEARCH_STATE, "search", 0, "", None)
@@ -301,13 +301,19 @@ def check_search(cfg: RunConfig, domains: DomainSet, space: SearchSpace) -> None
 
 
 def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: dict[str, list[str]], steps: int,
-               device: torch.device, strategy: Strategy) -> SearchState:
+               device: torch.device, strategy: Strategy, extension: Extension | None = None) -> SearchState:
     """A fresh search state: supernet, optimisers, controllers, loaders and generators, all seeded from the config."""
     sc = cfg.search
     ranks = world()
     torch.manual_seed(cfg.seed)
-    supernet = Supernet(space, {d.name: d.num_classes for d in domains}, dropout=0.0, bn_momentum=cfg.model.bn_momentum)
-    initialise(supernet, cfg.model.init, cfg.model.zero_init_residual)
+    num_classes = {d.name: d.num_classes for d in domains}
+    supernet: Supernet
+    if extension is not None:
+        supernet = extension.supernet(space, num_classes, cfg.model.init, cfg.model.zero_init_residual,
+                                      cfg.model.bn_momentum)
+    else:
+        supernet = Supernet(space, num_classes, dropout=0.0, bn_momentum=cfg.model.bn_momentum)
+        initialise(supernet, cfg.model.init, cfg.model.zero_init_residual)
     supernet = supernet.to(device)
     if cfg.channels_last and device.type == "cuda":
         supernet = supernet.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
@@ -334,6 +340,7 @@ def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: d
         ranks=ranks,
         dtype=compute_dtype(cfg.precision, device),
         channels_last=cfg.channels_last and device.type == "cuda",
+        extension=extension,
     )
 
 
@@ -394,7 +401,7 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
         logging = step % sc.log_every == 0 or step == steps - 1
         losses, results = [], {}
         for g, members in groups.items():
-            choices = state.controllers[g].sample(state.generator)
+            choices = state.draw(g)
             mix: dict[tuple[int, int], OpMix] = {}
             if warm_p > 0:
                 choices, mix = warm_up(decisions, choices, warm_p, state.warm_rng, sc.filter_warmup, sc.op_warmup)
@@ -479,12 +486,17 @@ def derive_paths(state: SearchState, space: SearchSpace, groups: dict[str, list[
     for g, members in groups.items():
         ctrl = state.controllers[g]
         best = ctrl.most_likely_path()
+        ext = state.extension
+        if ext is not None and not ext.frozen.fits(space.geometry(best)):
+            best = space.path_from_choices(state.draw(g))
         if sc.final_candidates > 1:
             candidates = [best]
             for _ in range(sc.final_candidates - 1):
-                path = space.path_from_choices(ctrl.sample(state.generator))
+                path = space.path_from_choices(state.draw(g))
                 if path not in candidates:
                     candidates.append(path)
+            if ext is not None:  # a trained domain's whole path is always a candidate when adding one
+                candidates += [p for p in ext.fallbacks() if p not in candidates]
             scores = []
             for path in candidates:
                 geo = space.geometry(path)

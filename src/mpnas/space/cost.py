@@ -23,7 +23,8 @@ class Cost:
     macs: int
 
 
-def _layer_params(g: LayerGeometry) -> int:
+def layer_params(g: LayerGeometry) -> int:
+    """One layer's parameters as a standalone module (its convs, SE and batch norms)."""
     p = g.exp_ch * g.kernel * g.kernel + 2 * g.exp_ch  # depthwise + BN
     if g.has_expand:
         p += g.in_ch * g.exp_ch + 2 * g.exp_ch
@@ -50,7 +51,7 @@ def geometry_cost(geo: PathGeometry, num_classes: int) -> Cost:
     params = s.in_ch * s.out_ch * s.kernel**2 + 2 * s.out_ch
     macs = s.out_res**2 * s.in_ch * s.out_ch * s.kernel**2
     for g in geo.layers:
-        params += _layer_params(g)
+        params += layer_params(g)
         macs += layer_macs(g)
     params += h.in_ch * h.conv_ch + 2 * h.conv_ch
     macs += h.res**2 * h.in_ch * h.conv_ch

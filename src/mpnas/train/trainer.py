@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from mpnas.distributed import World, bn_statistics, world
 from mpnas.errors import MpnasError
 from mpnas.io import append_jsonl
 from mpnas.nn.dynamic import use_sync_bn
+from mpnas.nn.extend import load_frozen
 from mpnas.nn.init import initialise
 from mpnas.nn.merged import MultiPathModel
 from mpnas.nn.supernet import Supernet
@@ -100,6 +101,7 @@ def train_architecture(
     resume: bool = False,
     supernet_from: Path | None = None,
     probe: Callable[[int, MultiPathModel], None] | None = None,
+    frozen: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[MultiPathModel, TrainState]:
     """Train the merged model of `arch` from scratch; the best weights by mean validation top-1 are returned and
     written to `weights_path`. `checkpointer` and `resume` work as in `run_search`.
@@ -110,12 +112,22 @@ def train_architecture(
 
     With `train.from_supernet`, the model starts instead from the supernet of the search in `supernet_from`
     (default: the run directory), its batch norm recalibrated, and is fine-tuned (`single_shot_config`); that
-    starting point is validated first, so fine-tuning can only keep or improve it on validation."""
+    starting point is validated first, so fine-tuning can only keep or improve it on validation.
+
+    `frozen` (adding domains, `mpnas add-domain`) holds a trained model's tensors: they are loaded into the merged
+    model after its initialisation and take no gradient, and `domains` are only the new domains (a subset of the
+    architecture's), the only ones that are trained, validated and selected on."""
     if cfg.train.from_supernet:
         cfg = single_shot_config(cfg)
     tc = cfg.train
     names = domains.names()
-    if list(arch.domains) != names:
+    if frozen is not None:
+        if tc.from_supernet or tc.slimmable or not tc.bn_per_domain:
+            raise MpnasError("adding a domain trains from scratch with per-domain batch norm (train.from_supernet, "
+                             "train.slimmable and train.bn_per_domain=false are not supported)")
+        if not set(names) <= set(arch.domains):
+            raise MpnasError(f"domains {names} are not all in the architecture's {arch.domains}")
+    elif list(arch.domains) != names:
         raise MpnasError(
             f"architecture domains {arch.domains} differ from the data's {names}; train with the same --data/--domains as search"
         )
@@ -128,7 +140,7 @@ def train_architecture(
     if log is None:
         log = (lambda row: append_jsonl(weights_path.parent / METRICS, row)) if ranks.is_main else (lambda row: None)
 
-    state = _new_state(cfg, domains, arch, max(steps, 1), device, routing_seed)
+    state = _new_state(cfg, domains, arch, max(steps, 1), device, routing_seed, frozen)
     model = state.model
     checkpointer = checkpointer or Checkpointer(weights_path.parent / TRAIN_STATE, "train", 0, "", None)
     resumed = resume and checkpointer.resume(state.load_state_dict) is not None
@@ -187,7 +199,7 @@ def start_from_supernet(cfg: RunConfig, state: TrainState, domains: DomainSet, a
 
 
 def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: int, device: torch.device,
-               routing_seed: int = 0) -> TrainState:
+               routing_seed: int = 0, frozen: Mapping[str, torch.Tensor] | None = None) -> TrainState:
     """A fresh training state: the merged model initialised from the config's seed, optimiser, schedule, loader."""
     tc = cfg.train
     ranks = world()
@@ -195,6 +207,11 @@ def _new_state(cfg: RunConfig, domains: DomainSet, arch: Architecture, steps: in
     model = MultiPathModel(arch, dropout=tc.dropout, bn_momentum=cfg.model.bn_momentum, routing_seed=routing_seed,
                            bn_per_domain=tc.bn_per_domain)
     initialise(model, cfg.model.init, cfg.model.zero_init_residual)
+    if frozen is not None:
+        try:
+            load_frozen(model, frozen)
+        except ValueError as exc:
+            raise MpnasError(f"adding domains: {exc}") from None
     model = model.to(device)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
