@@ -1,0 +1,196 @@
+"""Adding a domain to a trained model (issue 28): hold out one built-in domain, run MPNAS on the other five, then
+`mpnas add-domain` the held-out one, and compare with a full MPNAS run on all six and a stand-alone SD-NAS model
+of the held-out domain, paired by seed.
+
+    # each (held-out domain, seed) is one resumable piece; start the same command in two processes to use both cores
+    python benchmarks/add_domain.py run --held-out textures,signs,mnist --seeds 0,1,2 --out runs/bench28 --threads 1
+    # the comparison; --reference is an `mpnas bench` directory with mpnas and sd-nas at the same budget and seeds
+    python benchmarks/add_domain.py collect --out runs/bench28 --reference runs/bench24e2e --write benchmarks/bench-28
+
+A piece is two commands a user would type, `mpnas run --domains <five>` and `mpnas add-domain --run ... --domains
+<held-out>`, each with `--resume`, so a killed piece continues where it stopped. After both, the old domains'
+logits on their whole evaluation split are compared, bit for bit, between the five-domain run and the new run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from scipy import stats
+
+from mpnas.baselines.bench import claimed
+from mpnas.data import iterate_split
+from mpnas.io import read_json, write_json
+from mpnas.rundir import load_data, read_architecture, read_config
+from mpnas.train.evaluate import load_trained_model
+
+BUILTIN = ("digits", "mnist", "faces", "glyphs", "textures", "signs")
+
+
+def _mpnas(*args: str) -> None:
+    cmd = [sys.executable, "-c", "import sys; from mpnas.cli import main; sys.argv[0] = 'mpnas'; sys.exit(main())", *args]
+    subprocess.run(cmd, check=True, env=os.environ.copy())
+
+
+def identical_logits(base: Path, new: Path) -> dict[str, bool]:
+    """Per old domain: whether the new run's logits on the domain's evaluation split equal the base run's, bit for
+    bit."""
+    cfg = read_config(base)
+    old, added = load_trained_model(cfg, base).eval(), load_trained_model(read_config(new), new).eval()
+    out = {}
+    with torch.no_grad():
+        for dom in load_data(cfg, progress=False):
+            out[dom.name] = all(torch.equal(old(x, dom.name), added(x, dom.name))
+                                for x, _ in iterate_split(dom, dom.eval_split(), 512))
+    return out
+
+
+def run_piece(held: str, seed: int, out: Path, budget: str, threads: int) -> None:
+    piece = out / held / f"seed{seed}"
+    others = ",".join(d for d in BUILTIN if d != held)
+    common = ["--budget", budget, "--seed", str(seed), "--threads", str(threads), "--quiet", "--resume"]
+    with claimed(piece) as mine:
+        if not mine:
+            print(f"{held} seed {seed}: another process has it, skipped", flush=True)
+            return
+        if (piece / "piece.json").is_file():
+            return
+        _mpnas("run", "--data", "builtin", "--domains", others, *common, "--out", str(piece / "base"))
+        _mpnas("add-domain", "--run", str(piece / "base"), "--domains", held, *common, "--out", str(piece / "added"))
+        write_json(piece / "piece.json", {"held_out": held, "seed": seed, "budget": budget,
+                                          "old_logits_identical": identical_logits(piece / "base", piece / "added")})
+        print(f"{held} seed {seed}: done", flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a partial bench has every domain paired
+        for held in args.held_out.split(","):
+            run_piece(held, seed, Path(args.out), args.budget, args.threads)
+
+
+def _seconds(run: Path, stages: tuple[str, ...] = ("search", "train", "evaluate")) -> float:
+    times = read_json(run / "stages.json", "stages file")
+    return sum(float(times[s]["wall_time_s"]) for s in stages if s in times)
+
+
+def _interval(diffs: list[float]) -> list[float] | None:
+    if len(diffs) < 2:
+        return None
+    half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    m = statistics.mean(diffs)
+    return [round(m - half, 3), round(m + half, 3)]
+
+
+def summarise(out: Path, reference: Path) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for held_dir in sorted(p for p in out.iterdir() if p.is_dir()):
+        held, rows = held_dir.name, []
+        for piece in sorted(held_dir.glob("seed*")):
+            if not (piece / "piece.json").is_file():
+                continue
+            info = read_json(piece / "piece.json", "piece")
+            seed = info["seed"]
+            full, sd = reference / "mpnas" / f"seed{seed}", reference / "sd-nas" / f"seed{seed}" / "domains" / held
+            if not (full / "results.json").is_file() or not (sd / "results.json").is_file():
+                continue
+            added = read_json(piece / "added" / "results.json", "results")
+            arch = read_architecture(piece / "added")
+            full_r, sd_r = read_json(full / "results.json", "results"), read_json(sd / "results.json", "results")
+            rows.append({
+                "seed": seed,
+                "top1": {"add_domain": added["domains"][held]["top1"], "full": full_r["domains"][held]["top1"],
+                         "sd_nas": sd_r["domains"][held]["top1"]},
+                "added_params": arch.meta["added"]["added_params"],
+                "sd_nas_params": sd_r["domains"][held]["params"],
+                "reused_nodes": len(arch.meta["added"]["domains"][held]["reused_nodes"]),
+                "new_nodes": len(arch.meta["added"]["domains"][held]["new_nodes"]),
+                "wall_s": {"add_domain": round(_seconds(piece / "added"), 1), "base": round(_seconds(piece / "base"), 1),
+                           "full": round(_seconds(full), 1), "sd_nas": round(_seconds(sd), 1)},
+                "old_logits_identical": all(info["old_logits_identical"].values()),
+            })
+        if not rows:
+            continue
+        gap = [r["top1"]["add_domain"] - r["top1"]["full"] for r in rows]
+        ratio = [r["added_params"] / r["sd_nas_params"] for r in rows]
+        time_ratio = [r["wall_s"]["add_domain"] / r["wall_s"]["full"] for r in rows]
+        table[held] = {
+            "seeds": [r["seed"] for r in rows], "rows": rows,
+            "add_minus_full": {"mean": round(statistics.mean(gap), 3), "ci95": _interval(gap)},
+            "add_minus_sd_nas": {"mean": round(statistics.mean(r["top1"]["add_domain"] - r["top1"]["sd_nas"] for r in rows), 3),
+                                 "ci95": _interval([r["top1"]["add_domain"] - r["top1"]["sd_nas"] for r in rows])},
+            "params_vs_sd_nas": round(statistics.mean(ratio), 4),
+            "wall_vs_full": round(statistics.mean(time_ratio), 4),
+            "old_logits_identical": all(r["old_logits_identical"] for r in rows),
+            "targets": {"top1_within_1pt_of_full": statistics.mean(gap) >= -1.0,
+                        "params_at_most_half_sd_nas": max(ratio) <= 0.5,
+                        "wall_at_most_0.4x_full": max(time_ratio) <= 0.4},
+        }
+    return {"reference": str(reference), "held_out": table}
+
+
+def markdown(summary: dict[str, Any], command: str) -> str:
+    lines = ["# Adding a domain to a trained model (issue 28)", "", f"`{command}`", "",
+             "Per held-out domain, mean over seeds (paired by seed; 95% t interval). `full` is MPNAS on all six "
+             "domains, `sd-nas` a stand-alone searched model of the held-out domain, both from the reference bench "
+             f"`{summary['reference']}` at the same budget and seeds.", "",
+             "| held out | seeds | add-domain top-1 | full top-1 | add − full [95% CI] | SD-NAS top-1 | "
+             "added params / SD-NAS params | wall add / full | old logits identical |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for held, t in summary["held_out"].items():
+        rows = t["rows"]
+        mean = lambda k: statistics.mean(r["top1"][k] for r in rows)  # noqa: E731
+        ci = t["add_minus_full"]["ci95"]
+        lines.append(f"| {held} | {len(rows)} | {mean('add_domain'):.2f} | {mean('full'):.2f} | "
+                     f"{t['add_minus_full']['mean']:+.2f} {ci if ci else ''} | {mean('sd_nas'):.2f} | "
+                     f"{t['params_vs_sd_nas']:.3f} | {t['wall_vs_full']:.3f} | {t['old_logits_identical']} |")
+    lines += ["", "Per seed:", "", "| held out | seed | add | full | SD-NAS | added params | SD-NAS params | reused / new "
+              "nodes | wall add / base / full (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for held, t in summary["held_out"].items():
+        for r in t["rows"]:
+            w = r["wall_s"]
+            lines.append(f"| {held} | {r['seed']} | {r['top1']['add_domain']:.2f} | {r['top1']['full']:.2f} | "
+                         f"{r['top1']['sd_nas']:.2f} | {r['added_params']:,} | {r['sd_nas_params']:,} | "
+                         f"{r['reused_nodes']} / {r['new_nodes']} | {w['add_domain']:.0f} / {w['base']:.0f} / {w['full']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    summary = summarise(Path(args.out), Path(args.reference))
+    text = markdown(summary, " ".join(["python benchmarks/add_domain.py", *sys.argv[1:]]))
+    print(text)
+    if args.write:
+        dest = Path(args.write)
+        dest.mkdir(parents=True, exist_ok=True)
+        write_json(dest / "bench.json", summary)
+        (dest / "bench.md").write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("run")
+    p.add_argument("--held-out", default="textures,signs,mnist")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--budget", default="default")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("collect")
+    p.add_argument("--out", required=True)
+    p.add_argument("--reference", required=True)
+    p.add_argument("--write", default=None)
+    p.set_defaults(func=cmd_collect)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
