@@ -120,6 +120,11 @@ class SearchConfig:
     final_batches: int = 8  # validation batches (of val_batch_size) every final candidate is scored on
     filter_warmup: bool = True  # before rl_start: widths at their largest, with a probability decaying 1 -> 0 (TuNAS)
     op_warmup: bool = True  # before rl_start: op choices as the average of all their options, likewise (TuNAS)
+    # FairNAS's strict fairness: each weight step trains a fair set of paths (every kernel and skip of every layer
+    # once; mpnas.space.sampling.fair_choices) instead of the controller's one sample, which is still scored for
+    # the reward. It replaces the warm-ups (a fair set already trains every option) and costs K forward and
+    # backward passes per step (K = 4 in the default space). RL only.
+    fair_sampling: bool = False
     # `rl`: REINFORCE controllers (seed 002). `gradient`: the same logits trained by straight-through Gumbel samples
     # on the validation loss, a differentiable expected cost and a minimum-entropy regulariser (seed 004; see
     # mpnas.search.gradient). The gradient strategy uses rl_start and the warm-ups as RL does.
@@ -439,6 +444,8 @@ def validate(cfg: RunConfig) -> None:
     need(cfg.search.samples_per_step >= 1, "search.samples_per_step", f"must be >= 1, got {cfg.search.samples_per_step}")
     need(cfg.search.final_candidates >= 1, "search.final_candidates", f"must be >= 1, got {cfg.search.final_candidates}")
     need(cfg.search.final_batches >= 1, "search.final_batches", f"must be >= 1, got {cfg.search.final_batches}")
+    need(not cfg.search.fair_sampling or cfg.search.strategy == "rl", "search.fair_sampling",
+         "needs search.strategy=rl (the gradient strategy trains the paths its gates sample)")
     choice(cfg.space.preset, SPACE_PRESETS, "space.preset")
     choice(cfg.budget, BUDGETS, "budget")
     need(cfg.data.resolution >= 8, "data.resolution", f"must be >= 8, got {cfg.data.resolution}")

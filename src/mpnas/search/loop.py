@@ -43,6 +43,7 @@ from mpnas.config import REWARDS
 from mpnas.search.rewards import DEFAULT_BETA, reward
 from mpnas.space.arch import Architecture
 from mpnas.space.geometry import PathGeometry
+from mpnas.space.sampling import fair_choices
 from mpnas.space.space import Decision, Path, SearchSpace
 from mpnas.train.checkpoint import Checkpointer
 from mpnas.train.losses import LossCombiner
@@ -247,9 +248,10 @@ def run_search(
     steps = steps_for(sc.steps, sc.epochs, domains, sc.batch_size, "search")
     num_classes = {d.name: d.num_classes for d in domains}
     if extension is not None:
-        if sc.strategy != "rl" or sc.latency_table:
+        if sc.strategy != "rl" or sc.latency_table or sc.fair_sampling:
             raise MpnasError("adding a domain searches with search.strategy=rl and MACs and parameters as the cost "
-                             "(no search.latency_table)")
+                             "(no search.latency_table), without search.fair_sampling (a fair set of paths need "
+                             "not fit the trained modules)")
         cost_model: CostModel = extension.cost(space, num_classes)
         targets = {d: 1.0 for d in names}
     else:
@@ -403,18 +405,24 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
         for g, members in groups.items():
             choices = state.draw(g)
             mix: dict[tuple[int, int], OpMix] = {}
-            if warm_p > 0:
+            if warm_p > 0 and not sc.fair_sampling:
                 choices, mix = warm_up(decisions, choices, warm_p, state.warm_rng, sc.filter_warmup, sc.op_warmup)
             geo = space.geometry(space.path_from_choices(choices))
             if strategy.scores(logging, rl_active):
                 r = _score(supernet, geo, members, val_batch, mix, sc, cost_model, targets, beta, state)
             else:
                 r = {}
+            trained = [(geo, mix)]
+            if sc.fair_sampling:  # the weights learn on a fair set of paths; the controller's sample is only scored
+                trained = [(space.geometry(space.path_from_choices(c)), {}) for c in fair_choices(decisions, state.warm_rng)]
             for d in members:
                 x, y = train_batch[d]
-                with autocast(x.device, state.dtype):
-                    logits = supernet.forward_geometry(x, geo, d, mix)
-                losses.append(F.cross_entropy(logits.float(), y))
+                per_path = []
+                for path_geo, path_mix in trained:
+                    with autocast(x.device, state.dtype):
+                        logits = supernet.forward_geometry(x, path_geo, d, path_mix)
+                    per_path.append(F.cross_entropy(logits.float(), y))
+                losses.append(per_path[0] if len(per_path) == 1 else torch.stack(per_path).mean())
             r["choices"] = choices
             # Extra paths, scored on the same validation batch (forward passes only), for a leave-one-out update.
             r["extra"] = strategy.extra_paths(state, g, members, val_batch) if rl_active else []

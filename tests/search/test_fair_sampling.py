@@ -1,0 +1,93 @@
+"""FairNAS's strict fairness (`search.fair_sampling`): a fair set of paths uses every candidate of a layer equally,
+and one search step with it updates every kernel of every layer, where a plain step updates one per layer."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mpnas.config import apply_overrides, resolve_config
+from mpnas.errors import MpnasError
+from mpnas.nn.init import initialise
+from mpnas.nn.supernet import Supernet
+from mpnas.rundir import load_data
+from mpnas.search.loop import run_search
+from mpnas.space.presets import build_space, get_space
+from mpnas.space.sampling import fair_choices
+
+SPACES = [get_space("default", resolution=32), get_space("default", resolution=32, layers_per_block=2),
+          get_space("paper", resolution=64)]
+
+
+def _layer_op(path_choices: dict, kernel, skip) -> object:
+    """A layer's op in one path: 'skip', or its kernel ('fixed' when the kernel is not a decision)."""
+    if skip is not None and path_choices[skip.key]:
+        return "skip"
+    return path_choices[kernel.key] if kernel is not None else "fixed"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(range(len(SPACES))), st.integers(0, 10_000))
+def test_every_candidate_is_used_equally(which, seed):
+    space = SPACES[which]
+    decisions = space.decisions()
+    paths = fair_choices(decisions, random.Random(seed))
+    k = len(paths)
+    assert all(set(p) == {d.key for d in decisions} for p in paths)
+    for p in paths:
+        space.path_from_choices(p)  # each is a valid path
+    layers = {d.layer for d in decisions if d.kind in ("kernel", "skip") and d.layer is not None}
+    most = 0
+    for layer in layers:
+        kernel = next((d for d in decisions if d.layer == layer and d.kind == "kernel"), None)
+        skip = next((d for d in decisions if d.layer == layer and d.kind == "skip"), None)
+        candidates = [*(kernel.options if kernel else ["fixed"]), *(["skip"] if skip else [])]
+        most = max(most, len(candidates))
+        used = Counter(_layer_op(p, kernel, skip) for p in paths)
+        assert set(used) == set(candidates)
+        assert set(used.values()) <= {k // len(candidates), -(-k // len(candidates))}
+        if len(candidates) == k:
+            assert set(used.values()) == {1}  # strict fairness: each op exactly once
+    for d in decisions:
+        if d.kind not in ("kernel", "skip") or d.layer is None:
+            used = Counter(p[d.key] for p in paths)
+            assert set(used) == set(d.options) or len(d.options) > k
+            most = max(most, len(d.options))
+    assert k == most
+
+
+@pytest.fixture(scope="module")
+def domains(tiny_cfg):
+    return load_data(tiny_cfg, progress=False)
+
+
+def _kernels_moved(cfg, domains, tmp_path) -> dict[str, bool]:
+    """After one search step: for every depthwise kernel of every layer, whether its weights changed."""
+    space = build_space(cfg)
+    torch.manual_seed(cfg.seed)  # the search's own initialisation (mpnas.search.loop._new_state)
+    start = Supernet(space, {d.name: d.num_classes for d in domains}, dropout=0.0, bn_momentum=cfg.model.bn_momentum)
+    initialise(start, cfg.model.init, cfg.model.zero_init_residual)
+    before = {k: v.clone() for k, v in start.state_dict().items() if ".dw.k" in k}
+    _, state = run_search(cfg, domains, space, tmp_path, progress=False, log=lambda r: None)
+    after = state.supernet.state_dict()
+    return {k: not torch.equal(v, after[k]) for k, v in before.items()}
+
+
+def test_one_fair_step_updates_every_kernel_of_every_layer(tiny_cfg, domains, tmp_path):
+    # rl_start=0: no warm-up, so a plain step trains only the controller's sampled path.
+    cfg = apply_overrides(tiny_cfg, ["search.steps=1", "search.rl_start=0"])
+    plain = _kernels_moved(cfg, domains, tmp_path / "plain")
+    assert not all(plain.values())
+    fair = _kernels_moved(replace(cfg, search=replace(cfg.search, fair_sampling=True)), domains, tmp_path / "fair")
+    assert fair and all(fair.values()), [k for k, moved in fair.items() if not moved]
+
+
+def test_fair_sampling_needs_the_rl_strategy():
+    with pytest.raises(MpnasError, match="search.fair_sampling"):
+        resolve_config("quick", overrides=["search.fair_sampling=true", "search.strategy=gradient"])
