@@ -24,7 +24,7 @@ T = TypeVar("T")
 LOSS_KINDS = ("x", "x2", "exp", "exp_dec", "exp_inc", "uwl", "empirical")
 OPTIMIZERS = ("rmsprop", "sgd", "adamw", "adam")
 REWARDS = ("mnas", "mnas_hard", "abs")
-QUALITIES = ("top1", "prob")
+QUALITIES = ("top1", "prob", "likelihood")
 SPACE_PRESETS = ("default", "paper", "mobilenet_v3_large", "mobilenet_v3_small")
 PRECISIONS = ("auto", "fp32", "bf16")
 STRATEGIES = ("rl", "gradient")
@@ -114,7 +114,7 @@ class SearchConfig:
     beta: float | None = None  # None: -0.07 for mnas rewards, -0.10 for abs
     t0: float | dict[str, float] | None = None  # target cost; None: derived from the space
     latency_table: str | None = None  # a table from `mpnas latency-table`; else MACs are the cost
-    quality: str = "top1"  # Q of the reward: top1 | prob (mean probability of the true class)
+    quality: str = "top1"  # Q of the reward: top1 | prob (mean probability of the true class) | likelihood (exp(-CE))
     samples_per_step: int = 1  # paths per controller scored each RL step on one validation batch (>1: leave-one-out)
     final_candidates: int = 1  # >1: the most likely path and samples of the final controller, ranked by the supernet
     final_batches: int = 8  # validation batches (of val_batch_size) every final candidate is scored on
@@ -125,6 +125,9 @@ class SearchConfig:
     # the reward. It replaces the warm-ups (a fair set already trains every option) and costs K forward and
     # backward passes per step (K = 4 in the default space). RL only.
     fair_sampling: bool = False
+    # The sandwich rule (BigNAS): each weight step also trains the sampled path at its largest and smallest widths
+    # (filters and expansions), so every width slice is trained; 3 forward and backward passes per step. RL only.
+    sandwich: bool = False
     # `rl`: REINFORCE controllers (seed 002). `gradient`: the same logits trained by straight-through Gumbel samples
     # on the validation loss, a differentiable expected cost and a minimum-entropy regulariser (seed 004; see
     # mpnas.search.gradient). The gradient strategy uses rl_start and the warm-ups as RL does.
@@ -446,6 +449,10 @@ def validate(cfg: RunConfig) -> None:
     need(cfg.search.final_batches >= 1, "search.final_batches", f"must be >= 1, got {cfg.search.final_batches}")
     need(not cfg.search.fair_sampling or cfg.search.strategy == "rl", "search.fair_sampling",
          "needs search.strategy=rl (the gradient strategy trains the paths its gates sample)")
+    need(not cfg.search.sandwich or cfg.search.strategy == "rl", "search.sandwich",
+         "needs search.strategy=rl (the gradient strategy trains the paths its gates sample)")
+    need(not (cfg.search.sandwich and cfg.search.fair_sampling), "search.sandwich",
+         "choose one of search.sandwich and search.fair_sampling: a fair set already trains every width")
     choice(cfg.space.preset, SPACE_PRESETS, "space.preset")
     choice(cfg.budget, BUDGETS, "budget")
     need(cfg.data.resolution >= 8, "data.resolution", f"must be >= 8, got {cfg.data.resolution}")

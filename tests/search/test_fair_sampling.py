@@ -1,8 +1,11 @@
-"""FairNAS's strict fairness (`search.fair_sampling`): a fair set of paths uses every candidate of a layer equally,
-and one search step with it updates every kernel of every layer, where a plain step updates one per layer."""
+"""The supernet-training levers of the search: FairNAS's strict fairness (`search.fair_sampling`: a fair set of
+paths uses every candidate of a layer equally, and one step with it updates every kernel of every layer, where a
+plain step updates one per layer), the sandwich rule (`search.sandwich`: every width slice of the layers a step
+runs is trained), and the likelihood Q of the reward."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from dataclasses import replace
@@ -19,7 +22,8 @@ from mpnas.nn.supernet import Supernet
 from mpnas.rundir import load_data
 from mpnas.search.loop import run_search
 from mpnas.space.presets import build_space, get_space
-from mpnas.space.sampling import fair_choices
+from mpnas.search.gradient import batch_counts, scores_of
+from mpnas.space.sampling import fair_choices, sandwich_choices
 
 SPACES = [get_space("default", resolution=32), get_space("default", resolution=32, layers_per_block=2),
           get_space("paper", resolution=64)]
@@ -91,3 +95,49 @@ def test_one_fair_step_updates_every_kernel_of_every_layer(tiny_cfg, domains, tm
 def test_fair_sampling_needs_the_rl_strategy():
     with pytest.raises(MpnasError, match="search.fair_sampling"):
         resolve_config("quick", overrides=["search.fair_sampling=true", "search.strategy=gradient"])
+
+
+def test_sandwich_paths_are_the_sample_at_its_largest_and_smallest_widths():
+    space = get_space("default", resolution=32)
+    decisions = space.decisions()
+    choices = space.choices_of(space.random_path(random.Random(3)))
+    largest, smallest = sandwich_choices(decisions, choices)
+    for d in decisions:
+        if d.kind in ("filters", "expansion"):
+            assert largest[d.key] == max(d.options) and smallest[d.key] == min(d.options)
+        else:
+            assert largest.get(d.key) == smallest.get(d.key) == choices.get(d.key)
+
+
+def _expand_rows_moved(cfg, domains, tmp_path) -> dict[str, torch.Tensor]:
+    """After one search step: per layer's shared expand conv, which of its output rows changed."""
+    space = build_space(cfg)
+    torch.manual_seed(cfg.seed)
+    start = Supernet(space, {d.name: d.num_classes for d in domains}, dropout=0.0, bn_momentum=cfg.model.bn_momentum)
+    initialise(start, cfg.model.init, cfg.model.zero_init_residual)
+    before = {k: v.clone() for k, v in start.state_dict().items() if k.endswith(".expand.weight")}
+    _, state = run_search(cfg, domains, space, tmp_path, progress=False, log=lambda r: None)
+    after = state.supernet.state_dict()
+    return {k: (v != after[k]).flatten(1).any(1) for k, v in before.items()}
+
+
+def test_a_sandwich_step_trains_every_width_of_the_layers_it_runs(tiny_cfg, domains, tmp_path):
+    # No weight decay: it would move rows that took no gradient.
+    cfg = apply_overrides(tiny_cfg, ["search.steps=1", "search.rl_start=0", "search.optim.weight_decay=0"])
+    plain = _expand_rows_moved(cfg, domains, tmp_path / "plain")
+    assert any(rows.any() and not rows.all() for rows in plain.values())  # a narrow slice trained alone
+    sandwich = _expand_rows_moved(replace(cfg, search=replace(cfg.search, sandwich=True)), domains, tmp_path / "s")
+    ran = [rows for rows in sandwich.values() if rows.any()]
+    assert ran and all(rows.all() for rows in ran)
+
+
+def test_likelihood_quality_is_the_geometric_mean_of_the_true_class_probability():
+    logits = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0], [0.0, 5.0]])
+    y = torch.tensor([0, 1, 0])
+    counts = batch_counts(logits, y, "likelihood")[None]
+    top1, q = scores_of(counts, "likelihood")
+    assert top1 == [pytest.approx(1 / 3)]  # only the first is right (the tie's argmax is class 0)
+    expected = (0.75 * 0.5 * math.exp(0.0) / (1 + math.exp(5.0))) ** (1 / 3)
+    assert q == [pytest.approx(expected, rel=1e-5)]
+    _, prob = scores_of(batch_counts(logits, y, "prob")[None], "prob")
+    assert prob == [pytest.approx((0.75 + 0.5 + 1 / (1 + math.exp(5.0))) / 3, rel=1e-5)]

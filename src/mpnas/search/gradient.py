@@ -24,6 +24,8 @@ computed during the architecture step (the supernet's parameters are frozen for 
 
 from __future__ import annotations
 
+import math
+
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -141,7 +143,7 @@ class GradientSearch:
                 state.ranks.average_gradients(list(ctrl.parameters()))
                 opt.step()
                 counts = state.ranks.sum(torch.stack(sums))
-                top1s, qualities = (counts[:, :2] / counts[:, 2:]).T.tolist()
+                top1s, qualities = scores_of(counts, sc.quality)
                 q = sum(qualities) / len(qualities)
                 rel_cost = sum(self.cost(d, geo) / self.targets[d] for d in members) / len(members)
                 results[g] = {"quality": q, "reward": reward(sc.reward, q, rel_cost, 1.0, self.beta), "cost": rel_cost,
@@ -159,10 +161,27 @@ def _cost_of(cost: Any, domain: str) -> Callable[[PathGeometry], float]:
 
 
 def batch_counts(logits: torch.Tensor, y: torch.Tensor, quality: str) -> torch.Tensor:
-    """[correct, quality sum, n] of one validation batch: summed over ranks, then divided, as a path's score."""
+    """[correct, quality sum, n] of one validation batch: summed over ranks, then divided, as a path's score
+    (`scores_of`). The quality sum is the correct count (top1), the true class's probabilities (prob), or the
+    cross-entropy (likelihood)."""
     correct = (logits.argmax(1) == y).sum().float()
-    prob = torch.softmax(logits.float(), 1).gather(1, y[:, None]).sum() if quality == "prob" else correct
-    return torch.stack([correct, prob, torch.tensor(float(len(y)), device=y.device)])
+    if quality == "prob":
+        q = torch.softmax(logits.float(), 1).gather(1, y[:, None]).sum()
+    elif quality == "likelihood":
+        q = F.cross_entropy(logits.float(), y, reduction="sum")
+    else:
+        q = correct
+    return torch.stack([correct, q, torch.tensor(float(len(y)), device=y.device)])
 
 
-__all__ = ["GradientSearch", "batch_counts", "frozen"]
+def scores_of(counts: torch.Tensor, quality: str) -> tuple[list[float], list[float]]:
+    """Per row of summed `batch_counts`: top-1 and Q. Q `likelihood` is exp(-mean cross-entropy), the geometric
+    mean of the true class's probability: in (0, 1] like the others, so the multiplicative MnasNet reward keeps
+    its meaning, and it moves with the loss (every logit of every image), not only when an argmax flips."""
+    top1s, qualities = (counts[:, :2] / counts[:, 2:]).T.tolist()
+    if quality == "likelihood":
+        qualities = [math.exp(-q) for q in qualities]
+    return top1s, qualities
+
+
+__all__ = ["GradientSearch", "batch_counts", "frozen", "scores_of"]

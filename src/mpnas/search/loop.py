@@ -37,13 +37,13 @@ from mpnas.nn.supernet import Supernet
 from mpnas.search.controller import Controller, reinforce_loo_step, reinforce_step
 from mpnas.search.cost import CostModel
 from mpnas.search.extend import Extension
-from mpnas.search.gradient import GradientSearch, batch_counts
+from mpnas.search.gradient import GradientSearch, batch_counts, scores_of
 from mpnas.search.relax import mean_max_probability
 from mpnas.config import REWARDS
 from mpnas.search.rewards import DEFAULT_BETA, reward
 from mpnas.space.arch import Architecture
 from mpnas.space.geometry import PathGeometry
-from mpnas.space.sampling import fair_choices
+from mpnas.space.sampling import fair_choices, sandwich_choices
 from mpnas.space.space import Decision, Path, SearchSpace
 from mpnas.train.checkpoint import Checkpointer
 from mpnas.train.losses import LossCombiner
@@ -248,10 +248,10 @@ def run_search(
     steps = steps_for(sc.steps, sc.epochs, domains, sc.batch_size, "search")
     num_classes = {d.name: d.num_classes for d in domains}
     if extension is not None:
-        if sc.strategy != "rl" or sc.latency_table or sc.fair_sampling:
+        if sc.strategy != "rl" or sc.latency_table or sc.fair_sampling or sc.sandwich:
             raise MpnasError("adding a domain searches with search.strategy=rl and MACs and parameters as the cost "
-                             "(no search.latency_table), without search.fair_sampling (a fair set of paths need "
-                             "not fit the trained modules)")
+                             "(no search.latency_table), without search.fair_sampling and search.sandwich (their "
+                             "extra paths need not fit the trained modules)")
         cost_model: CostModel = extension.cost(space, num_classes)
         targets = {d: 1.0 for d in names}
     else:
@@ -415,6 +415,8 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
             trained = [(geo, mix)]
             if sc.fair_sampling:  # the weights learn on a fair set of paths; the controller's sample is only scored
                 trained = [(space.geometry(space.path_from_choices(c)), {}) for c in fair_choices(decisions, state.warm_rng)]
+            elif sc.sandwich:  # and the sample at its largest and smallest widths
+                trained += [(space.geometry(space.path_from_choices(c)), mix) for c in sandwich_choices(decisions, choices)]
             for d in members:
                 x, y = train_batch[d]
                 per_path = []
@@ -526,8 +528,9 @@ def _score(supernet: Supernet, geo: PathGeometry, members: list[str], val_batch:
            beta: float, state: SearchState | None = None) -> dict[str, Any]:
     """A path's quality Q on this step's validation batch of each member domain, its relative cost and reward.
 
-    Q is `search.quality`: top-1 (the paper's), or the mean probability of the true class, which moves with every
-    improvement of the path rather than only when an argmax flips, and so separates paths that are all near chance.
+    Q is `search.quality`: top-1 (the paper's), the mean probability of the true class, which moves with every
+    improvement of the path rather than only when an argmax flips, and so separates paths that are all near chance,
+    or exp(-cross-entropy) (`likelihood`), which moves with the whole loss.
     Batch norm uses batch statistics (training mode), as TuNAS does; no gradients are taken. Under torchrun the
     counts are summed over the ranks' shards of the batch, so every rank computes the same reward; the numbers
     reach the host in one transfer (the controller's next sample needs them)."""
@@ -541,7 +544,7 @@ def _score(supernet: Supernet, geo: PathGeometry, members: list[str], val_batch:
                 logits = supernet.forward_geometry(xv, geo, d, mix)
             sums.append(batch_counts(logits, yv, sc.quality))
     counts = ranks.sum(torch.stack(sums))
-    top1s, qualities = (counts[:, :2] / counts[:, 2:]).T.tolist()  # float32 division, as a mean over the batch
+    top1s, qualities = scores_of(counts, sc.quality)  # float32 division, as a mean over the batch
     costs = [cost_model(d, geo) / targets[d] for d in members]
     q = sum(qualities) / len(qualities)
     rel_cost = sum(costs) / len(costs)

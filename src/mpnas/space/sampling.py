@@ -71,3 +71,12 @@ def fair_choices(decisions: list[Decision], rng: random.Random) -> list[dict[str
             path.update(options[i])
     return paths
 
+
+
+def sandwich_choices(decisions: list[Decision], choices: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sandwich rule's two extra paths (BigNAS, Yu et al. 2020): `choices` with every width decision (a block's
+    or the stem's filters, a layer's expansion) at its largest and at its smallest, its ops unchanged. Trained
+    beside the sampled path, they bound every width the controller can pick, so the narrow slices a cheap path
+    uses are trained as often as the wide ones."""
+    widths = [d for d in decisions if d.kind in ("filters", "expansion")]
+    return [{**choices, **{d.key: pick(d.options) for d in widths}} for pick in (max, min)]
