@@ -3,6 +3,8 @@ set's stand-alone top-1, and the percentile of the path the search picked among 
 
     # the searches: the `default` budget's search, per method and seed (resumable; start several processes to split)
     python benchmarks/search_quality.py search --methods mpnas,mpnas-gradient --seeds 0,1,2 --out runs/quality
+    # issue 27's levers (LEVERS below): the same searches with a lever's overrides, into runs/quality/mpnas+<lever>
+    python benchmarks/search_quality.py search --methods mpnas --levers fair,sandwich --seeds 0,1,2 --out runs/quality
     # the picked paths trained alone with the set's recipe and seeds, then tau and percentiles
     python benchmarks/search_quality.py judge --rankset benchmarks/rankset/rankset.json --out runs/quality \
         --write benchmarks/rankset/quality.json
@@ -35,10 +37,11 @@ from mpnas.baselines.bench import claimed
 from mpnas.baselines.methods import gradient_config
 from mpnas.baselines.rankset import train_path_alone
 from mpnas.data import DomainSet, MultiDomainLoader
-from mpnas.io import read_json, write_json
+from mpnas.io import read_json, read_jsonl, write_json
 from mpnas.pipeline import stage_search
 from mpnas.rundir import load_data, read_config, stage_finished
 from mpnas.space.presets import build_space
+from mpnas.search.gradient import batch_counts, scores_of
 from mpnas.search.loop import load_final_search
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import path_cost
@@ -51,23 +54,48 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rankset import set_config  # noqa: E402  (the set's recipe: picked paths train exactly as the set's)
 
 METHODS = ("mpnas", "mpnas-gradient")
+# Issue 27's levers on the search, each a list of config overrides on the `default` budget; a lever's runs are
+# `<method>+<lever>/seed<N>` (e.g. `mpnas+fair`), judged beside the plain methods.
+LEVERS: dict[str, list[str]] = {
+    "fair": ["search.fair_sampling=true"],
+    "sandwich": ["search.sandwich=true"],
+    "likelihood": ["search.quality=likelihood"],
+    "prob": ["search.quality=prob"],
+    "warmup-0.25": ["search.rl_start=0.25"],
+    "loo-3": ["search.samples_per_step=3"],
+}
+
+
+def _label_ok(name: str) -> bool:
+    method, _, lever = name.partition("+")
+    return method in METHODS and (not lever or lever in LEVERS)
 
 
 def searched_runs(out: Path) -> list[Path]:
-    """The run directories of METHODS under `out` whose search finished. `out` may be a bench directory: its MPNAS
-    runs are searched here first and trained by the bench later, so both measure the same searches."""
-    return [run for m in METHODS for run in sorted((out / m).glob("seed*")) if stage_finished(run, "search")]
+    """The run directories of METHODS (plain or with a lever) under `out` whose search finished. `out` may be a bench
+    directory: its MPNAS runs are searched here first and trained by the bench later, so both measure the same
+    searches."""
+    names = sorted(p.name for p in out.iterdir() if p.is_dir() and _label_ok(p.name)) if out.is_dir() else []
+    order = sorted(names, key=lambda n: (METHODS.index(n.partition("+")[0]), n))
+    return [run for m in order for run in sorted((out / m).glob("seed*")) if stage_finished(run, "search")]
 
 
-def method_config(method: str, seed: int, threads: int | None) -> Any:
-    cfg = set_config(seed, threads, [])
+def method_config(label: str, seed: int, threads: int | None) -> Any:
+    method, _, lever = label.partition("+")
+    cfg = set_config(seed, threads, LEVERS[lever] if lever else [])
     return gradient_config(cfg) if method == "mpnas-gradient" else cfg
 
 
 def cmd_search(args: argparse.Namespace) -> None:
+    levers = [lv for lv in (args.levers or "").split(",") if lv]
+    for lever in levers:
+        if lever not in LEVERS:
+            raise SystemExit(f"lever {lever!r}: choose from {', '.join(LEVERS)}")
     for method in args.methods.split(","):
         if method not in METHODS:
             raise SystemExit(f"method {method!r}: choose from {', '.join(METHODS)}")
+    labels = [f"{m}+{lv}" for m in args.methods.split(",") for lv in levers] if levers else args.methods.split(",")
+    for method in labels:
         for seed in [int(s) for s in args.seeds.split(",")]:
             run = args.out / method / f"seed{seed}"
             if stage_finished(run, "search"):
@@ -87,17 +115,28 @@ def picked_dir(out: Path, run: Path) -> Path:
 
 @torch.no_grad()
 def supernet_scores(supernet: Any, space: Any, domains: DomainSet, domain: str, paths: list[SpacePath], batches: int,
-                    batch_size: int) -> list[float]:
-    """Mean top-1 of each path over the same `batches` validation batches of `domain`, in the final supernet."""
+                    batch_size: int, quality: str = "top1") -> list[float]:
+    """Mean Q of each path over the same `batches` validation batches of `domain`, in the final supernet; Q is the
+    search's own (`search.quality`: top-1 unless a lever changed it)."""
     single = DomainSet(domains.source, [domains[domain]])
     loader = MultiDomainLoader(single, batch_size, split="val", seed=12345, augment=False)
     data = [loader.next()[domain] for _ in range(batches)]
     out = []
     for p in paths:
         geo = space.geometry(p)
-        out.append(statistics.mean(float((supernet.forward_geometry(x, geo, domain).argmax(1) == y).float().mean())
-                                   for x, y in data))
+        out.append(statistics.mean(scores_of(batch_counts(supernet.forward_geometry(x, geo, domain), y, quality)[None],
+                                             quality)[1][0] for x, y in data))
     return out
+
+
+def search_facts(run: Path) -> dict[str, Any]:
+    """The search's wall time and each controller's entropy at its last logged step (nats)."""
+    entropy: dict[str, float] = {}
+    for row in read_jsonl(run / "metrics.jsonl"):
+        if row.get("stage") == "search" and "entropy" in row:
+            entropy[row["domain"]] = round(float(row["entropy"]), 3)
+    stages = read_json(run / "stages.json", "stages file")
+    return {"search_s": stages["search"]["wall_time_s"], "entropy": entropy}
 
 
 def train_picked(out: Path, the_set: dict[str, Any], threads: int | None) -> None:
@@ -137,7 +176,8 @@ def judge(out: Path, the_set: dict[str, Any], batches: int) -> dict[str, Any]:
             paths = [SpacePath.from_dict(p["path"], space, "rank-set path") for p in complete]
             # the picked path is scored on the same batches, so it can be drawn among the set's paths
             *scores, picked_score = supernet_scores(supernet, space, domains, d, [*paths, arch.paths[d]], batches,
-                                                    cfg.search.val_batch_size or 4 * cfg.search.batch_size)
+                                                    cfg.search.val_batch_size or 4 * cfg.search.batch_size,
+                                                    cfg.search.quality)
             t, pv = kendall_tau(scores, truth)
             cell: dict[str, Any] = {"tau": round(t, 4), "tau_p": round(pv, 4), "paths": len(complete),
                                     "scores": [round(v, 4) for v in scores], "picked_score": round(picked_score, 4)}
@@ -149,6 +189,7 @@ def judge(out: Path, the_set: dict[str, Any], batches: int) -> dict[str, Any]:
                 cell["percentile"] = round(percentile(statistics.mean(picked), truth), 2)
             per_domain[d] = cell
         result["methods"].setdefault(method, {})[str(seed)] = per_domain
+        result.setdefault("search", {}).setdefault(method, {})[str(seed)] = search_facts(run)
     for method, runs in result["methods"].items():
         summary: dict[str, Any] = {}
         for d in the_set["domains"]:
@@ -158,6 +199,9 @@ def judge(out: Path, the_set: dict[str, Any], batches: int) -> dict[str, Any]:
                           **({"percentile_mean": round(statistics.mean(pct), 2)} if pct else {})}
         all_pct = [v["percentile_mean"] for v in summary.values() if "percentile_mean" in v]
         summary["percentile_mean_over_domains"] = round(statistics.mean(all_pct), 2) if all_pct else None
+        facts = list(result["search"][method].values())
+        summary["search_s_mean"] = round(statistics.mean(f["search_s"] for f in facts), 1)
+        summary["entropy_mean"] = round(statistics.mean(v for f in facts for v in f["entropy"].values()), 3)
         result.setdefault("summary", {})[method] = summary
     return result
 
@@ -206,6 +250,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("search")
     s.add_argument("--methods", default="mpnas,mpnas-gradient")
+    s.add_argument("--levers", default=None, help=f"comma-separated levers on each method: {', '.join(LEVERS)}")
     s.add_argument("--seeds", default="0,1,2")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--threads", type=int, default=1)
