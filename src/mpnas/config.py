@@ -25,7 +25,7 @@ LOSS_KINDS = ("x", "x2", "exp", "exp_dec", "exp_inc", "uwl", "empirical")
 OPTIMIZERS = ("rmsprop", "sgd", "adamw", "adam")
 REWARDS = ("mnas", "mnas_hard", "abs")
 QUALITIES = ("top1", "prob", "likelihood")
-SPACE_PRESETS = ("default", "paper", "mobilenet_v3_large", "mobilenet_v3_small")
+SPACE_PRESETS = ("default", "default-4x4", "paper", "mobilenet_v3_large", "mobilenet_v3_small")
 PRECISIONS = ("auto", "fp32", "bf16")
 STRATEGIES = ("rl", "gradient")
 INITS = ("pytorch", "torchvision")
@@ -44,7 +44,7 @@ class DataConfig:
 
 @dataclass
 class SpaceConfig:
-    preset: str = "default"  # default | paper | mobilenet_v3_large | mobilenet_v3_small
+    preset: str = "default"  # default | default-4x4 | paper | mobilenet_v3_large | mobilenet_v3_small
     width_mult: float = 1.0
     layers_per_block: int | None = None  # None: the preset's own
 

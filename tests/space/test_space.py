@@ -3,9 +3,12 @@ import json
 import random
 
 import pytest
+import torch
 
 from mpnas.errors import MpnasError
+from mpnas.nn.supernet import Supernet
 from mpnas.space.arch import Architecture
+from mpnas.space.cost import path_cost
 from mpnas.space.geometry import make_divisible
 from mpnas.space.presets import get_space
 from mpnas.space.space import BlockSpace, LayerSpace, Path, SearchSpace
@@ -141,3 +144,17 @@ def test_width_mult_and_depth_options():
     assert all(f % 8 == 0 for b in space.blocks for f in b.filters)
     assert [len(b.layers) for b in space.blocks] == [1, 2, 2, 2, 2]
     assert max(space.blocks[-1].filters) == 64
+
+
+def test_the_4x4_default_variant_ends_at_4x4_at_the_reference_cost():
+    """Issue 27's candidate space for 32 px: one downsample fewer, so the last blocks' kernels see a 4x4 map, at
+    the default space's reference cost (within 2%)."""
+    plain, four = get_space("default", resolution=32), get_space("default-4x4", resolution=32)
+    last = lambda s: s.geometry(s.reference_path()).layers[-1].out_res  # noqa: E731
+    assert (last(plain), last(four)) == (2, 4)
+    assert [g.out_res for g in four.geometry(four.reference_path()).layers if g.block == 3] == [4, 4, 4]
+    ref = lambda s: path_cost(s, s.reference_path(), 10).macs  # noqa: E731
+    assert abs(ref(four) / ref(plain) - 1) < 0.02
+    net = Supernet(four, {"a": 10})
+    geo = four.geometry(four.largest_path())
+    assert net.forward_geometry(torch.randn(2, 3, 32, 32), geo, "a").shape == (2, 10)
