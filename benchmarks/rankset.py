@@ -4,6 +4,9 @@
     python benchmarks/rankset.py build --out runs/rankset --workers 2
     # the set as data (no weights), with headroom and noise per domain
     python benchmarks/rankset.py collect --out runs/rankset --write benchmarks/rankset/rankset.json
+    # a candidate space's own set, at the same domains and target MACs (issue 27)
+    python benchmarks/rankset.py build --out runs/rankset-4x4 --set space.preset=default-4x4 \
+        --targets benchmarks/rankset/rankset.json
 
 Which domains: those whose test top-1 in `benchmarks/bench-13-final/bench.json` is below 95% for every method
 (the rule is applied to that committed file, before any result of the set exists: glyphs, textures, signs).
@@ -46,15 +49,25 @@ def set_config(seed: int, threads: int | None = None, extra: list[str] | None = 
     return resolve_config("default", overrides=[f"seed={seed}"] + ([f"threads={threads}"] if threads else []) + (extra or []))
 
 
-def plan(out: Path, n_paths: int, extra: list[str]) -> dict:
-    """The set's domains, targets and paths, drawn once and kept in OUT/plan.json (a rerun reuses it)."""
+def plan(out: Path, n_paths: int, extra: list[str], targets_from: Path | None = None) -> dict:
+    """The set's domains, targets and paths, drawn once and kept in OUT/plan.json (a rerun reuses it). With
+    `targets_from` (a committed rankset.json or plan.json), its domains and target MACs, drawn in the space the
+    overrides build (a candidate space's own set, at the default set's costs)."""
     if (out / "plan.json").is_file():
         return read_json(out / "plan.json", "rank-set plan")
     space = build_space(set_config(0, None, extra))
-    domains = rankset.unsaturated_domains(read_json(BENCH, "bench file"), SATURATED_AT)
-    result = {"rule": f"test top-1 below {SATURATED_AT}% for every method in {BENCH.relative_to(HERE.parent)}",
-              "fixed_architecture": str(FIXED_ARCH.relative_to(HERE.parent)), "budget": "default", "overrides": extra,
-              "domains": rankset.plan_set(space, Architecture.load(FIXED_ARCH), domains, n_paths, TOLERANCE)}
+    if targets_from is not None:
+        source = read_json(targets_from, "rank set")
+        targets = {d: (e["num_classes"], e["target_macs"]) for d, e in source["domains"].items()}
+        result = {"rule": f"the domains and target MACs of {targets_from}", "space": space.name, "budget": "default",
+                  "overrides": extra, "domains": rankset.plan_at(space, targets, n_paths, TOLERANCE)}
+    else:
+        domains = rankset.unsaturated_domains(read_json(BENCH, "bench file"), SATURATED_AT)
+        result = {"rule": f"test top-1 below {SATURATED_AT}% for every method in {BENCH.relative_to(HERE.parent)}",
+                  "fixed_architecture": str(FIXED_ARCH.relative_to(HERE.parent)), "budget": "default",
+                  "overrides": extra,
+                  "domains": rankset.plan_set(space, Architecture.load(FIXED_ARCH), domains, n_paths, TOLERANCE)}
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "plan.json", result)
     return result
 
@@ -68,7 +81,7 @@ def worker(out: Path, seeds: list[int], threads: int, extra: list[str]) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> None:
-    plan(args.out, args.paths, args.set)
+    plan(args.out, args.paths, args.set, args.targets)
     if args.restore:  # a committed, partly built set: its finished pieces are not trained again
         collected = read_json(args.restore, "rank set")
         if collected["domains"].keys() != read_json(args.out / "plan.json", "rank-set plan")["domains"].keys():
@@ -130,6 +143,8 @@ def main() -> None:
     b.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     b.add_argument("--set", action="append", default=[], help="config override for every piece (recorded in the plan)")
     b.add_argument("--restore", type=Path, default=None, help="a collected rankset.json whose finished pieces to keep")
+    b.add_argument("--targets", type=Path, default=None,
+                   help="draw at this rankset.json's domains and target MACs (a candidate space's own set)")
     c = sub.add_parser("collect")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--write", type=Path, default=None)

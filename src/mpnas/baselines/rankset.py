@@ -52,13 +52,21 @@ def plan_set(space: SearchSpace, fixed: Architecture, domains: list[str], count:
     of the space, the fixed architecture, the domain and `count`."""
     if fixed.space.to_dict() != space.to_dict():
         raise MpnasError("rank set: the fixed architecture was searched in another space than the config builds")
-    out: dict[str, Any] = {}
+    targets: dict[str, tuple[int, float]] = {}
     for d in domains:
         if d not in fixed.paths:
             raise MpnasError(f"rank set: domain {d!r} is not in the fixed architecture ({', '.join(fixed.domains)})")
         nc = fixed.num_classes[d]
+        targets[d] = (nc, CostModel(space, {d: nc}, None)(d, space.geometry(fixed.paths[d])))
+    return plan_at(space, targets, count, tolerance)
+
+
+def plan_at(space: SearchSpace, targets: dict[str, tuple[int, float]], count: int, tolerance: float) -> dict[str, Any]:
+    """As `plan_set`, at given (classes, target MACs) per domain: another space's set at the same costs (a new
+    space is judged against its own set, of the same domains and targets as the default space's)."""
+    out: dict[str, Any] = {}
+    for d, (nc, target) in targets.items():
         cost = CostModel(space, {d: nc}, None)
-        target = cost(d, space.geometry(fixed.paths[d]))
         rng = random.Random(zlib.crc32(f"rankset:{d}".encode()))
         paths = paths_in_cost_window(space, lambda p: cost(d, space.geometry(p)), target, count, tolerance, rng)
         costs = [path_cost(space, p, nc) for p in paths]
