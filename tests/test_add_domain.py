@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 import mpnas
@@ -25,6 +26,7 @@ from mpnas.nn.dynamic import domain_key
 from mpnas.nn.extend import ExtensionSupernet, load_frozen
 from mpnas.nn.merged import MultiPathModel
 from mpnas.rundir import read_architecture, read_config
+from mpnas.search.controller import Controller
 from mpnas.search.extend import Extension, ExtensionCost
 from mpnas.space.cost import geometry_cost
 from mpnas.space.extension import Frozen
@@ -294,3 +296,76 @@ def test_killed_in_search_and_in_training_then_resumed_is_bit_identical(base_run
     assert a["weights"].keys() == b["weights"].keys()
     for k in a["weights"]:
         assert torch.equal(a["weights"][k], b["weights"][k]), k
+
+
+@pytest.mark.parametrize("setting", ["search.strategy=gradient", "train.from_supernet=true", "search.fair_sampling=true"])
+def test_unsupported_options_are_refused_before_anything_is_written(setting, base_run, cfg_file, tmp_path, capsys):
+    out = tmp_path / "new"
+    _refused(capsys, ["add-domain", "--run", str(base_run), "--domains", "bars", "--config", str(cfg_file), "--budget",
+                      "quick", "--set", setting, "--out", str(out), "--quiet"], setting.split("=")[0])
+    assert not out.exists()
+
+
+def test_resume_needs_no_options_and_writes_a_missing_report(added, tmp_path, capsys):
+    new_run, _ = added
+    copy = tmp_path / "copy"
+    shutil.copytree(new_run, copy)
+    (copy / "report.md").unlink()
+    stages = json.loads((copy / "stages.json").read_text())
+    stages.pop("report")
+    (copy / "stages.json").write_text(json.dumps(stages))
+    weights = (copy / "model.safetensors").read_bytes()
+    run = read_architecture(copy).meta["added"]["from_run"]
+    assert main(["add-domain", "--run", run, "--domains", "bars", "--out", str(copy), "--resume", "--quiet"]) == 0
+    assert (copy / "report.md").is_file() and (copy / "model.safetensors").read_bytes() == weights
+    capsys.readouterr()
+    _refused(capsys, ["add-domain", "--run", run, "--domains", "other", "--out", str(copy), "--resume"], "adds bars")
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_run_and_train_refuse_a_directory_add_domain_made(command, added, capsys):
+    new_run, _ = added
+    argv = ["train", "--run", str(new_run), "--resume"] if command == "train" else ["run", "--out", str(new_run), "--resume"]
+    before = _snapshot(new_run)
+    _refused(capsys, argv, "made by `mpnas add-domain`")
+    assert _snapshot(new_run) == before
+
+
+def test_the_space_defaults_to_runs_own(cfg_file, tmp_path, capsys):
+    """A RUN in another space than the options' budget: add-domain searches in RUN's space unless the options name
+    space.* (a --set, or a --config that has a space section)."""
+    base = tmp_path / "base"
+    assert main(["run", "--config", str(cfg_file), "--budget", "quick", "--domains", "colours", "--set",
+                 "space.preset=default-4x4", "--set", "search.steps=2", "--set", "train.steps=2", "--out", str(base),
+                 "--quiet"]) == 0
+    no_space = {k: v for k, v in yaml.safe_load(cfg_file.read_text()).items() if k != "space"}
+    (tmp_path / "no-space.yaml").write_text(yaml.safe_dump(no_space))
+    common = ["add-domain", "--run", str(base), "--domains", "bars", "--config", str(tmp_path / "no-space.yaml"),
+              "--budget", "quick", "--set", "search.steps=2", "--set", "train.steps=2", "--quiet"]
+    capsys.readouterr()
+    _refused(capsys, [*common, "--set", "space.preset=default", "--out", str(tmp_path / "other")], "search space")
+    assert main([*common, "--out", str(tmp_path / "new")]) == 0
+    assert read_architecture(tmp_path / "new").space.name == "default-4x4"
+
+
+def test_a_path_that_does_not_fit_is_never_drawn_or_chosen(base_run):
+    base_arch = read_architecture(base_run)
+    frozen, space = Frozen.of(base_arch), base_arch.space
+    ctrl = Controller(space)
+    with torch.no_grad():  # a controller that prefers paths no trained module can run
+        for logits in ctrl.logits:
+            logits[-1] += 5.0
+    gen = torch.Generator().manual_seed(0)
+    assert not frozen.fits(space.geometry(ctrl.most_likely_path()))
+    ext = Extension(frozen, _model(base_run), tries=0)  # no draw fits: a trained domain's path, not the controller's
+    choices, own = ext.draw(ctrl, gen)
+    assert not own and space.path_from_choices(choices) in ext.fallbacks()
+    ext = Extension(frozen, _model(base_run), tries=64)
+    for _ in range(5):
+        choices, own = ext.draw(ctrl, gen)
+        assert frozen.fits(space.geometry(space.path_from_choices(choices)))
+    best = ext.most_likely_fitting(ctrl, gen)
+    assert frozen.fits(space.geometry(best))
+    with torch.no_grad():
+        assert float(ctrl.log_prob(space.choices_of(best))) >= max(float(ctrl.log_prob(space.choices_of(p)))
+                                                                 for p in ext.fallbacks())

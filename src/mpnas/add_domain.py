@@ -67,6 +67,7 @@ def open_base(base_dir: Path) -> tuple[RunConfig, Architecture]:
     if not cfg.train.bn_per_domain:
         raise MpnasError(f"--run {base_dir}: its batch norm is shared by the domains (train.bn_per_domain=false), so "
                          "a new domain would change the old ones' statistics")
+    read_domain_info(base_dir)  # the old domains' class names and statistics go into NEWRUN: a broken file stops here
     return cfg, arch
 
 
@@ -90,6 +91,16 @@ def configs(base_cfg: RunConfig, base_arch: Architecture, given: RunConfig, new:
     if space.to_dict() != base_arch.space.to_dict():
         raise MpnasError(f"the search space of these options differs from {base_dir}'s (space.*): a new domain is "
                          "searched in RUN's own space")
+    sc, tc = given.search, given.train
+    for bad, field in ((sc.strategy != "rl", "search.strategy (must be rl)"),
+                       (bool(sc.latency_table), "search.latency_table (the cost is MACs and added parameters)"),
+                       (sc.fair_sampling, "search.fair_sampling"), (sc.sandwich, "search.sandwich"),
+                       (tc.from_supernet, "train.from_supernet"), (tc.slimmable, "train.slimmable"),
+                       (not tc.bn_per_domain, "train.bn_per_domain=false")):
+        if bad:
+            raise MpnasError(f"config {field}: not supported when adding a domain, whose search samples only paths "
+                             "that fit the trained modules and whose training starts from scratch with batch norm "
+                             "per domain")
     full = replace(given, data=replace(g, domains=[*base_arch.domains, *new]))
     return full, replace(full, data=replace(g, domains=list(new)))
 
@@ -175,20 +186,25 @@ def add_domain(base_dir: Path, given: RunConfig, new: list[str], out: Path, *, e
     full, resuming = open_run(out, "run", full, explicit=explicit, resume=resume, overwrite=overwrite, threads=threads,
                               device=device)
     if resuming:  # the saved config names every domain; its new ones are those RUN lacks
-        new = [d for d in full.data.domains or [] if d not in base_arch.domains]
+        saved_new = [d for d in full.data.domains or [] if d not in base_arch.domains]
+        if set(saved_new) != set(new):
+            raise MpnasError(f"--resume: {out} adds {', '.join(saved_new)}, not {', '.join(new)}; give its own "
+                             "--domains, or start afresh with --overwrite")
+        new = saved_new
     full, cfg = configs(base_cfg, base_arch, full, new, base_dir)
     domains = check_run(cfg, ("search", "train"), out, progress)
     prepare_run_dir(out, "run", full, overwrite)
     t0 = time.perf_counter()
     if resuming and stage_finished_here(out, "evaluate") and (out / RESULTS).is_file():
-        say(f"add-domain: finished earlier in {out}; nothing to continue")
-        return dict(read_json(out / RESULTS, "results file"))
-    base = load_trained_model(replace(base_cfg, device=cfg.device), base_dir, base_arch).eval()
-    trained = {k: v.detach().clone() for k, v in base.state_dict().items()}
-    frozen = Frozen.of(base_arch)
-    arch = _search(cfg, out, domains, base, frozen, base_dir, progress, resuming)
-    _train(cfg, out, domains, arch, trained, base_dir, progress, resuming)
-    results = stage_evaluate(full, out, method=METHOD)
+        say(f"add-domain: evaluated earlier in {out}")
+        results = dict(read_json(out / RESULTS, "results file"))
+    else:
+        base = load_trained_model(replace(base_cfg, device=cfg.device), base_dir, base_arch).eval()
+        trained = {k: v.detach().clone() for k, v in base.state_dict().items()}
+        frozen = Frozen.of(base_arch)
+        arch = _search(cfg, out, domains, base, frozen, base_dir, progress, resuming)
+        _train(cfg, out, domains, arch, trained, base_dir, progress, resuming)
+        results = stage_evaluate(full, out, method=METHOD)
     if world().is_main and not (resuming and (out / REPORT).is_file() and stage_finished_here(out, "report")):
         stage_report(out)
     say(f"add-domain: {', '.join(new)} added to {base_dir} in {time.perf_counter() - t0:.0f} s")

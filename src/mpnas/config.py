@@ -319,7 +319,7 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{where}{problem}" + (f" ({context})" if context else "")
 
 
-def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MpnasError(f"config file {path}: not found")
     try:
@@ -335,7 +335,7 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 def load_yaml(path: str | Path, cls: type[T] = RunConfig) -> T:  # type: ignore[assignment]
     path = Path(path)
-    data = _read_yaml_mapping(path)
+    data = read_yaml_mapping(path)
     try:
         return from_dict(cls, data)
     except MpnasError as exc:
@@ -417,7 +417,7 @@ def resolve_config(
     """Budget preset, then a YAML file (any subset of fields), then CLI flags, then KEY=VALUE overrides."""
     data = to_dict(budget_config(budget))
     if config_file is not None:
-        data = merge_dicts(data, _read_yaml_mapping(Path(config_file)))
+        data = merge_dicts(data, read_yaml_mapping(Path(config_file)))
     for key, value in flags.items():
         if value is None:
             continue

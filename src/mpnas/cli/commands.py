@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mpnas.config import RunConfig, apply_overrides, resolve_config, validate
+from mpnas.config import RunConfig, apply_overrides, read_yaml_mapping, resolve_config, validate
 from mpnas.errors import MpnasError
 
 
@@ -41,10 +41,23 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     return resolve_config(args.budget or "default", args.config, args.set, **flags)
 
 
+def _refuse_added(run_dir: Path, command: str) -> None:
+    """A run directory made by `mpnas add-domain` is continued by add-domain alone: `run`, `search` or `train`
+    would search or train its trained domains again, and their outputs would no longer be RUN's."""
+    from mpnas.rundir import ARCH, read_architecture
+
+    if (run_dir / ARCH).is_file() and read_architecture(run_dir).meta.get("method") == "add-domain":
+        raise MpnasError(f"run directory {run_dir}: made by `mpnas add-domain`, whose trained domains `mpnas {command}` "
+                         f"would train again; continue it with `mpnas add-domain --run RUN --domains NEW --resume --out "
+                         f"{run_dir}`, or start a run afresh there with `mpnas run --overwrite`")
+
+
 def _open_run(args: argparse.Namespace, run_dir: Path, stage: str) -> tuple[RunConfig, bool]:
     """The config `run` or `search` runs with in `run_dir` and whether it continues the run there (`open_run`)."""
     from mpnas.pipeline import open_run
 
+    if not args.overwrite:
+        _refuse_added(run_dir, stage)
     return open_run(run_dir, stage, _run_config(args), explicit=_explicit(args), resume=args.resume,
                     overwrite=args.overwrite, threads=args.threads, device=args.device)
 
@@ -85,6 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mpnas.rundir import WEIGHTS, read_architecture
 
     run_dir, given = _run_dir_config(args)
+    _refuse_added(run_dir, "train")
     cfg, resuming = open_run(run_dir, "train", given, explicit=bool(args.set), resume=args.resume,
                              overwrite=args.overwrite, threads=args.threads, device=args.device)
     arch = read_architecture(run_dir)
@@ -183,18 +197,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_add_domain(args: argparse.Namespace) -> int:
     from mpnas.add_domain import add_domain
-    from mpnas.rundir import REPORT, read_config
+    from mpnas.rundir import CONFIG, REPORT, read_config
 
-    base = read_config(Path(args.run))
+    run = Path(args.run)
+    base = read_config(run)
     new = [d.strip() for d in args.domains.split(",") if d.strip()]
-    explicit = _explicit(args)
-    args.data = args.data or base.data.spec  # RUN's own data source and resolution unless given
+    # --domains names what to add, so it does not count as an option that must match on --resume.
+    explicit = (any(getattr(args, f, None) is not None for f in _CONFIG_FLAGS if f != "domains") or bool(args.set)
+                or bool(args.skip_bad_images))
+    # Every option defaults to RUN's own: its config is the base unless --budget or --config is given; the data
+    # source, resolution and data seed are RUN's unless given (and then must equal them), and so is the space
+    # unless the options name space.* themselves.
+    names_space = any(item.split("=", 1)[0].strip().startswith("space.") for item in args.set or [])
+    if args.config is not None:
+        names_space = names_space or "space" in (read_yaml_mapping(Path(args.config)) or {})
+    if args.budget is None and args.config is None:
+        args.config = str(run / CONFIG)
+    args.data = args.data or base.data.spec
     args.resolution = args.resolution or base.data.resolution
     args.skip_bad_images = args.skip_bad_images or base.data.skip_bad_images
     args.domains = None
     given = _run_config(args)
-    given = replace(given, data=replace(given.data, seed=base.data.seed, cache_dir=given.data.cache_dir or base.data.cache_dir))
-    results = add_domain(Path(args.run), given, new, Path(args.out), explicit=explicit, resume=args.resume,
+    names_seed = any(item.split("=", 1)[0].strip() == "data.seed" for item in args.set or [])
+    given = replace(given, data=replace(given.data, seed=given.data.seed if names_seed else base.data.seed,
+                                        cache_dir=given.data.cache_dir or base.data.cache_dir),
+                    space=given.space if names_space else base.space)
+    results = add_domain(run, given, new, Path(args.out), explicit=explicit, resume=args.resume,
                          overwrite=args.overwrite, threads=args.threads, device=args.device, progress=not args.quiet)
     _print_results(results)
     print(f"report: {Path(args.out) / REPORT}")

@@ -72,6 +72,20 @@ class Extension:
                 out.append(p)
         return out
 
+    def most_likely_fitting(self, controller: Controller, generator: torch.Generator) -> Path:
+        """The controller's most likely path among those that fit: of `tries` fitting draws and the trained domains'
+        paths, the one it gives the highest log-probability (its own most likely path, when that fits, is taken
+        before this is asked)."""
+        space = controller.space
+        pool = list(self.fallbacks())
+        for _ in range(self.tries):
+            choices = controller.sample(generator)
+            path = space.path_from_choices(choices)
+            if path not in pool and self.frozen.fits(space.geometry(path)):
+                pool.append(path)
+        with torch.no_grad():
+            return max(pool, key=lambda p: float(controller.log_prob(space.choices_of(p))))
+
     def draw(self, controller: Controller, generator: torch.Generator) -> tuple[dict[str, Any], bool]:
         """Choices that fit, and whether they are the controller's own draw (False: a trained domain's path)."""
         space = controller.space
