@@ -63,6 +63,7 @@ LEVERS: dict[str, list[str]] = {
     "prob": ["search.quality=prob"],
     "warmup-0.25": ["search.rl_start=0.25"],
     "loo-3": ["search.samples_per_step=3"],
+    "shortlist": ["search.final_candidates=8", "search.shortlist=3", "search.shortlist_steps=100"],
 }
 
 

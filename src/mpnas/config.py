@@ -118,6 +118,11 @@ class SearchConfig:
     samples_per_step: int = 1  # paths per controller scored each RL step on one validation batch (>1: leave-one-out)
     final_candidates: int = 1  # >1: the most likely path and samples of the final controller, ranked by the supernet
     final_batches: int = 8  # validation batches (of val_batch_size) every final candidate is scored on
+    # The shortlist step (mpnas.search.shortlist): the supernet's best `shortlist` final candidates (0: off) are each
+    # trained alone for `shortlist_steps` steps on their domains, and the best validation reward is kept; the
+    # time is the search's. Needs final_candidates >= shortlist.
+    shortlist: int = 0
+    shortlist_steps: int = 100
     filter_warmup: bool = True  # before rl_start: widths at their largest, with a probability decaying 1 -> 0 (TuNAS)
     op_warmup: bool = True  # before rl_start: op choices as the average of all their options, likewise (TuNAS)
     # FairNAS's strict fairness: each weight step trains a fair set of paths (every kernel and skip of every layer
@@ -447,6 +452,11 @@ def validate(cfg: RunConfig) -> None:
     need(cfg.search.samples_per_step >= 1, "search.samples_per_step", f"must be >= 1, got {cfg.search.samples_per_step}")
     need(cfg.search.final_candidates >= 1, "search.final_candidates", f"must be >= 1, got {cfg.search.final_candidates}")
     need(cfg.search.final_batches >= 1, "search.final_batches", f"must be >= 1, got {cfg.search.final_batches}")
+    need(cfg.search.shortlist >= 0, "search.shortlist", f"must be >= 0, got {cfg.search.shortlist}")
+    need(cfg.search.shortlist <= max(cfg.search.final_candidates, 1) or cfg.search.shortlist == 0, "search.shortlist",
+         f"needs search.final_candidates >= {cfg.search.shortlist} (the shortlist is cut from them), got "
+         f"{cfg.search.final_candidates}")
+    need(cfg.search.shortlist_steps >= 1, "search.shortlist_steps", f"must be >= 1, got {cfg.search.shortlist_steps}")
     need(not cfg.search.fair_sampling or cfg.search.strategy == "rl", "search.fair_sampling",
          "needs search.strategy=rl (the gradient strategy trains the paths its gates sample)")
     need(not cfg.search.sandwich or cfg.search.strategy == "rl", "search.sandwich",

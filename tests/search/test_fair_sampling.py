@@ -141,3 +141,25 @@ def test_likelihood_quality_is_the_geometric_mean_of_the_true_class_probability(
     assert q == [pytest.approx(expected, rel=1e-5)]
     _, prob = scores_of(batch_counts(logits, y, "prob")[None], "prob")
     assert prob == [pytest.approx((0.75 + 0.5 + 1 / (1 + math.exp(5.0))) / 3, rel=1e-5)]
+
+
+def test_the_shortlist_keeps_the_best_brief_reward_and_counts_its_time(tiny_cfg, domains, tmp_path):
+    cfg = apply_overrides(tiny_cfg, ["search.final_candidates=4", "search.shortlist=2", "search.shortlist_steps=3"])
+    arch, _ = run_search(cfg, domains, build_space(cfg), tmp_path, progress=False, log=lambda r: None)
+    spent = 0.0
+    for g, sel in arch.meta["selection"].items():
+        tried = sel["shortlist"]
+        assert len(tried) == 2 and sel["shortlist_steps"] == 3
+        # the supernet's two best candidates, in its order
+        assert tried[0]["supernet_reward"] >= tried[1]["supernet_reward"]
+        best = max(tried, key=lambda t: t["reward"])
+        assert sel["chosen"] == best["candidate"]
+        assert set(tried[0]["val_top1"]) == {g}
+        spent += sum(t["seconds"] for t in tried)
+    assert 0 < spent <= arch.meta["wall_time_s"]  # the brief trainings are inside the search's time
+    assert not list(tmp_path.glob("shortlist-*"))  # their models are not kept
+
+
+def test_the_shortlist_needs_enough_final_candidates():
+    with pytest.raises(MpnasError, match="search.final_candidates >= 3"):
+        resolve_config("quick", overrides=["search.shortlist=3", "search.final_candidates=2"])

@@ -41,6 +41,7 @@ from mpnas.search.gradient import GradientSearch, batch_counts, scores_of
 from mpnas.search.relax import mean_max_probability
 from mpnas.config import REWARDS
 from mpnas.search.rewards import DEFAULT_BETA, reward
+from mpnas.search.shortlist import Pick, shortlist_pick
 from mpnas.space.arch import Architecture
 from mpnas.space.geometry import PathGeometry
 from mpnas.space.sampling import fair_choices, sandwich_choices
@@ -287,7 +288,8 @@ def run_search(
     ranks.check_in_sync([*state.supernet.parameters(), *bn_statistics(state.supernet),
                          *(p for c in state.controllers.values() for p in c.parameters())], "search")
 
-    paths, selection = derive_paths(state, space, groups, sc, cost_model, targets, beta, log)
+    pick = shortlist_pick(cfg, domains, space, run_dir, cost_model, targets, beta) if sc.shortlist else None
+    paths, selection = derive_paths(state, space, groups, sc, cost_model, targets, beta, log, pick)
     arch = Architecture(
         space,
         {d: paths[d] for d in names},
@@ -492,7 +494,8 @@ def load_final_search(run_dir: FsPath, space: SearchSpace, num_classes: dict[str
 
 def derive_paths(state: SearchState, space: SearchSpace, groups: dict[str, list[str]], sc: Any, cost_model: CostModel,
                  targets: dict[str, float], beta: float,
-                 log: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Path], dict[str, Any]]:
+                 log: Callable[[dict[str, Any]], None] | None = None,
+                 pick: Pick | None = None) -> tuple[dict[str, Path], dict[str, Any]]:
     """Each domain's path at the end of search.
 
     With `search.final_candidates` <= 1, each controller's most likely path (the paper's). Otherwise the most
@@ -524,10 +527,14 @@ def derive_paths(state: SearchState, space: SearchSpace, groups: dict[str, list[
                 rewards = [_score(state.supernet, geo, members, b, {}, sc, cost_model, targets, beta, state)["reward"]
                            for b in batches]
                 scores.append(sum(rewards) / len(rewards))
-            chosen = max(range(len(candidates)), key=lambda i: scores[i])
+            info: dict[str, Any] = {}
+            if pick is None:
+                chosen = max(range(len(candidates)), key=lambda i: scores[i])
+            else:  # the shortlist step (`mpnas.search.shortlist`): brief stand-alone training decides
+                chosen, info = pick(g, members, candidates, scores)
             best = candidates[chosen]
             selection[g] = {"candidates": len(candidates), "chosen": chosen, "reward": round(scores[chosen], 5),
-                            "most_likely_reward": round(scores[0], 5), "batches": len(batches)}
+                            "most_likely_reward": round(scores[0], 5), "batches": len(batches), **info}
             if log is not None:
                 log({"stage": "search_select", "controller": g, "domains": members, **selection[g]})
         paths.update({d: best for d in members})
