@@ -4,10 +4,11 @@ The final supernets rank the ground-truth set's paths no better than chance (tau
 shortlist step would train the search's top few candidates alone for a few steps and keep the best. That pays only
 if a brief training ranks equal-cost paths the way the full `default` training does. This probe measures it on the
 set itself: every set path trained alone for `--steps` steps (the stable recipe's schedule compressed to those
-steps, seed 0), its validation top-1 (what a shortlist would select on) against the set's full top-1 (mean over
-its 2 seeds), as Kendall tau per domain, next to the set's own seed tau (the ceiling).
+steps, seed 0 by default), its validation top-1 (what a shortlist would select on) against the set's full top-1 (mean over
+its 2 seeds), as Kendall tau per domain, next to the set's own seed tau. With `--seed 0` the brief run shares its initialisation and
+first batches with the set's seed-0 run, which can only raise tau; `--seed 2` shares nothing with the set.
 
-    python benchmarks/brief_rank.py run --steps 100 --out runs/brief --threads 1   # resumable; split over processes
+    python benchmarks/brief_rank.py run --steps 100 --out runs/brief --threads 1 [--domains textures,signs]   # resumable
     python benchmarks/brief_rank.py collect --steps 100 --out runs/brief [--write benchmarks/rankset/brief-100.json]
 """
 
@@ -42,12 +43,14 @@ def brief_config(seed: int, steps: int, threads: int | None) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> None:
     the_set = read_json(SET, "rank set")
-    cfg = brief_config(0, args.steps, args.threads)
+    cfg = brief_config(args.seed, args.steps, args.threads)
     torch.set_num_threads(args.threads or 1)
     domains, space = load_data(cfg, progress=False), build_space(cfg)
     for d, entry in the_set["domains"].items():
+        if args.domains and d not in args.domains.split(","):
+            continue
         for i, p in enumerate(entry["paths"]):
-            piece = Path(args.out) / f"steps{args.steps}" / d / f"p{i:02d}"
+            piece = Path(args.out) / _folder(args.steps, args.seed) / d / f"p{i:02d}"
             if (piece / RESULT).is_file():
                 continue
             with claimed(piece) as mine:
@@ -58,13 +61,17 @@ def cmd_run(args: argparse.Namespace) -> None:
             print(f"{d} p{i:02d}: val {r['val_top1']:.2f} test {r['top1']:.2f} ({r['wall_time_s']} s)", flush=True)
 
 
-def summarise(out: Path, steps: int) -> dict[str, Any]:
+def _folder(steps: int, seed: int) -> str:
+    return f"steps{steps}" if seed == 0 else f"steps{steps}-seed{seed}"
+
+
+def summarise(out: Path, steps: int, seed: int = 0) -> dict[str, Any]:
     the_set = read_json(SET, "rank set")
-    result: dict[str, Any] = {"steps": steps, "seed": 0, "domains": {}}
+    result: dict[str, Any] = {"steps": steps, "seed": seed, "domains": {}}
     for d, entry in the_set["domains"].items():
         rows = []
         for i, p in enumerate(entry["paths"]):
-            f = out / f"steps{steps}" / d / f"p{i:02d}" / RESULT
+            f = out / _folder(steps, seed) / d / f"p{i:02d}" / RESULT
             if f.is_file():
                 r = read_json(f, "brief piece")
                 rows.append((statistics.mean(p["top1"].values()), r["val_top1"], r["top1"], r["wall_time_s"]))
@@ -81,7 +88,7 @@ def summarise(out: Path, steps: int) -> dict[str, Any]:
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    result = summarise(Path(args.out), args.steps)
+    result = summarise(Path(args.out), args.steps, args.seed)
     for d, r in result["domains"].items():
         print(d, r)
     if args.write:
@@ -95,8 +102,11 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--steps", type=int, default=100)
         p.add_argument("--out", required=True)
+        p.add_argument("--seed", type=int, default=0,
+                       help="the brief training's seed; the set's own seeds are 0 and 1, so 2 shares no initialisation")
         if name == "run":
             p.add_argument("--threads", type=int, default=1)
+            p.add_argument("--domains", default=None, help="only these set domains (default: all)")
         else:
             p.add_argument("--write", default=None)
         p.set_defaults(func=fn)
