@@ -5,6 +5,7 @@ import json
 import pytest
 
 from mpnas.baselines import methods as M
+from mpnas.config import apply_overrides
 from mpnas.baselines.bench import run_bench
 from mpnas.nn.merged import MultiPathModel
 from mpnas.rundir import load_data
@@ -212,3 +213,22 @@ def test_single_shot_reuses_the_gradient_search_and_counts_its_time(bench_dir):
     assert {"mpnas-gradient - mrp-matched-gradient", "mpnas-gradient-oneshot - mpnas-gradient"} <= set(bench["pairs"])
     matched = Architecture.load(bench_dir / "mrp-matched-gradient" / "seed0" / "architecture.json")
     assert matched.meta["matched_to"] == str(searched)
+
+
+def test_mrp_matched_shortlist_is_mrp_matched_without_a_shortlist(bench_dir):
+    plain = Architecture.load(bench_dir / "mrp-matched" / "seed0" / "architecture.json")
+    short = Architecture.load(bench_dir / "mrp-matched-shortlist" / "seed0" / "architecture.json")
+    assert short.paths == plain.paths  # its first draw is mrp-matched's, and with shortlist 0 it is the only one
+
+
+def test_mrp_matched_shortlist_keeps_the_best_brief_reward_of_matched_draws(tiny_cfg, domains, bench_dir, tmp_path):
+    cfg = apply_overrides(tiny_cfg, ["search.shortlist=2", "search.final_candidates=2", "search.shortlist_steps=3"])
+    M.run_method("mrp-matched-shortlist", cfg, tmp_path / "run", domains=domains, progress=False,
+                 mpnas_dir=bench_dir / "mpnas" / "seed0")
+    arch = Architecture.load(tmp_path / "run" / "architecture.json")
+    assert arch.meta["method"] == "mrp-matched-shortlist" and len(arch.meta["random_seeds"]) == 2
+    for d, info in arch.meta["shortlist"].items():
+        tried = info["shortlist"]
+        assert [t["candidate"] for t in tried] == [0, 1] and info["shortlist_steps"] == 3
+        assert info["chosen"] == max(range(2), key=lambda i: tried[i]["reward"])
+        assert abs(arch.meta["matched"][d]["ratio"] - 1) <= M.MATCH_TOLERANCE

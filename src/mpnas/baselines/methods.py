@@ -39,13 +39,15 @@ from mpnas.analysis.metrics import decathlon_score
 from mpnas.pipeline import stage_evaluate, stage_report, stage_search, stage_train
 from mpnas.rundir import ARCH, finished_results, load_data, mark_stage, stage_times, write_config, write_results
 from mpnas.search.loop import CostModel
+from mpnas.search.shortlist import shortlist_pick
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import domain_costs
 from mpnas.space.presets import build_space
 from mpnas.train.optim import steps_for
 
 # Methods that need another method's run of the same seed (in the same bench directory) before they can start.
-NEEDS = {"mrp-matched": "mpnas", "mpnas-gradient-oneshot": "mpnas-gradient", "mrp-matched-gradient": "mpnas-gradient"}
+NEEDS = {"mrp-matched": "mpnas", "mpnas-gradient-oneshot": "mpnas-gradient", "mrp-matched-gradient": "mpnas-gradient",
+         "mrp-matched-shortlist": "mpnas"}
 MATCH_TOLERANCE = 0.05  # mrp-matched: |cost / MPNAS cost - 1| at most this, per domain
 MATCH_MAX_DRAWS = 20_000  # rejection draws before walking towards the target (mpnas paths matched within 3,594)
 
@@ -66,6 +68,8 @@ def run_method(method: str, cfg: RunConfig, run_dir: Path, domains: DomainSet | 
             raise MpnasError(f"method {method} needs a finished {NEEDS[method]} run of seed {cfg.seed} (its architecture.json)")
         if method == "mpnas-gradient-oneshot":
             return _gradient_oneshot(cfg, run_dir, domains, progress, mpnas_dir, resume)
+        if method == "mrp-matched-shortlist":
+            return _mrp_matched_shortlist(cfg, run_dir, domains, progress, mpnas_dir, resume)
         return _mrp_matched(cfg, run_dir, domains, progress, mpnas_dir, resume, method)
     runner = {
         "mpnas": _mpnas,
@@ -251,6 +255,38 @@ def _mrp_matched(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bo
         raise MpnasError(f"{method}: the searched run {mpnas_dir} has domains {reference.domains}, the data {domains.names()}")
     arch = matched_random_architecture(cfg, domains, reference, seed=7919 + cfg.seed)
     arch.meta["matched_to"] = str(mpnas_dir)
+    return train_and_evaluate(cfg, run_dir, domains, arch, method, progress, resume=resume)
+
+
+def _mrp_matched_shortlist(cfg: RunConfig, run_dir: Path, domains: DomainSet, progress: bool, mpnas_dir: Path,
+                           resume: bool = False) -> dict[str, Any]:
+    """mrp-matched given the shortlist's extra time (issue 27): per domain, `search.shortlist` cost-matched random
+    paths, each trained alone as briefly as MPNAS's shortlist trains its candidates (`mpnas.search.shortlist`),
+    and the best validation reward kept (with MPNAS's own targets and beta), then merged and trained like MPNAS.
+    With no shortlist (0 or 1) it is mrp-matched: one path, no brief training."""
+    method = "mrp-matched-shortlist"
+    reference = Architecture.load(mpnas_dir / ARCH)
+    if reference.domains != domains.names():
+        raise MpnasError(f"{method}: the searched run {mpnas_dir} has domains {reference.domains}, the data {domains.names()}")
+    kept = Architecture.load(run_dir / ARCH) if resume and (run_dir / ARCH).is_file() else None
+    if kept is not None and kept.meta.get("method") == method:
+        return train_and_evaluate(cfg, run_dir, domains, kept, method, progress, resume=resume)
+    k = max(cfg.search.shortlist, 1)
+    draws = [matched_random_architecture(cfg, domains, reference, seed=7919 + cfg.seed + 100_003 * j) for j in range(k)]
+    arch = draws[0]
+    if k > 1:
+        space = build_space(cfg)
+        cost = CostModel(space, {d.name: d.num_classes for d in domains}, cfg.search.latency_table)
+        pick = shortlist_pick(cfg, domains, space, run_dir, cost, dict(reference.meta["targets"]),
+                              float(reference.meta["beta"]))
+        paths, picked = {}, {}
+        for d in domains.names():
+            i, info = pick(d, [d], [a.paths[d] for a in draws], [0.0] * k)  # no supernet: every draw is tried
+            paths[d], picked[d] = draws[i].paths[d], {"chosen": i, **info}
+        arch = Architecture(space, paths, arch.num_classes,
+                            meta={"random_seeds": [a.meta["random_seed"] for a in draws], "shortlist": picked,
+                                  "matched": {d: draws[picked[d]["chosen"]].meta["matched"][d] for d in paths}})
+    arch.meta.update({"method": method, "matched_to": str(mpnas_dir)})
     return train_and_evaluate(cfg, run_dir, domains, arch, method, progress, resume=resume)
 
 

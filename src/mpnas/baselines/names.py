@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 METHODS = ("mpnas", "sd-nas", "sp-mn", "mdsp-nas", "mrp", "trl", "mrp-matched", "mpnas-gradient", "mpnas-gradient-oneshot",
-           "mrp-matched-gradient")
+           "mrp-matched-gradient", "mrp-matched-shortlist")
 LABELS = {"mpnas": "MPNAS", "sd-nas": "SD-NAS", "sp-mn": "SP-MN", "mdsp-nas": "MDSP-NAS", "mrp": "MRP", "trl": "TRL",
           "mrp-matched": "MRP, cost-matched", "mpnas-gradient": "MPNAS, gradient",
           "mpnas-gradient-oneshot": "MPNAS, gradient, single-shot",
-          "mrp-matched-gradient": "MRP, cost-matched to gradient"}
-ORDER = ("sd-nas", "sp-mn", "mdsp-nas", "mrp", "mrp-matched", "trl", "mpnas", "mrp-matched-gradient", "mpnas-gradient",
-         "mpnas-gradient-oneshot")
+          "mrp-matched-gradient": "MRP, cost-matched to gradient",
+          "mrp-matched-shortlist": "MRP, cost-matched, best of the shortlist's count"}
+ORDER = ("sd-nas", "sp-mn", "mdsp-nas", "mrp", "mrp-matched", "mrp-matched-shortlist", "trl", "mpnas",
+         "mrp-matched-gradient", "mpnas-gradient", "mpnas-gradient-oneshot")
 FRONT_PREFIX = "mpnas@beta="  # bench directories of MPNAS searched with another cost exponent (the front)
 
 
