@@ -8,6 +8,9 @@ set's stand-alone top-1, and the percentile of the path the search picked among 
     # the picked paths trained alone with the set's recipe and seeds, then tau and percentiles
     python benchmarks/search_quality.py judge --rankset benchmarks/rankset/rankset.json --out runs/quality \
         --write benchmarks/rankset/quality.json
+    # SD-NAS's per-domain supernets of a bench, judged the same way (does sharing one supernet blur the ranking?)
+    python benchmarks/search_quality.py judge-sd --bench runs/bench24e2e --rankset benchmarks/rankset/rankset.json \
+        --write benchmarks/rankset/quality-sd.json
 
 Score of a set path: the mean over `--batches` (16) validation batches of the search's validation batch size of
 the path's top-1 in the final supernet, with batch statistics as the search scores paths (the reward's Q), on the
@@ -207,6 +210,58 @@ def judge(out: Path, the_set: dict[str, Any], batches: int) -> dict[str, Any]:
     return result
 
 
+def judge_per_domain(bench: Path, the_set: dict[str, Any], batches: int) -> dict[str, Any]:
+    """The same judge for SD-NAS's per-domain supernets (an `mpnas bench` directory's sd-nas runs): each set
+    domain's paths scored by the supernet searched on that domain alone. Against the joint supernets' tau this
+    says whether sharing one supernet across six domains is what blurs the ranking (the few-shot lever's premise).
+    The picked path's percentile uses SD-NAS's own training of it (one seed, the set's recipe)."""
+    domains = load_data(set_config(0, None, []), progress=False)
+    result: dict[str, Any] = {"batches": batches, "bench": str(bench), "seeds": {}}
+    for run in sorted((bench / "sd-nas").glob("seed*")):
+        per_domain = {}
+        for d, entry in the_set["domains"].items():
+            sub = run / "domains" / d
+            if not stage_finished(sub, "search"):
+                continue
+            cfg = read_config(sub)
+            space = build_space(cfg)
+            supernet, _, _ = load_final_search(sub, space, {d: entry["num_classes"]})
+            arch = Architecture.load(sub / "architecture.json")
+            seeds = entry["summary"]["seeds"]
+            complete = [p for p in entry["paths"] if len(p["top1"]) == len(seeds)]
+            truth = [statistics.mean(p["top1"].values()) for p in complete]
+            paths = [SpacePath.from_dict(p["path"], space, "rank-set path") for p in complete]
+            scores = supernet_scores(supernet, space, domains, d, paths, batches,
+                                     cfg.search.val_batch_size or 4 * cfg.search.batch_size, cfg.search.quality)
+            t, pv = kendall_tau(scores, truth)
+            cell: dict[str, Any] = {"tau": round(t, 4), "tau_p": round(pv, 4), "paths": len(complete),
+                                    "picked_macs_ratio": round(path_cost(space, arch.paths[d], entry["num_classes"]).macs
+                                                               / entry["target_macs"], 4)}
+            if (sub / "results.json").is_file():
+                top1 = read_json(sub / "results.json", "results")["domains"][d]["top1"]
+                cell["picked_top1"] = [round(top1, 3)]
+                cell["percentile"] = round(percentile(top1, truth), 2)
+            per_domain[d] = cell
+        if per_domain:
+            result["seeds"][run.name[4:]] = per_domain
+    summary: dict[str, Any] = {}
+    for d in the_set["domains"]:
+        cells = [r[d] for r in result["seeds"].values() if d in r]
+        if cells:
+            summary[d] = {"tau_mean": round(statistics.mean(c["tau"] for c in cells), 4), "seeds": len(cells),
+                          **({"percentile_mean": round(statistics.mean(c["percentile"] for c in cells), 2)}
+                             if all("percentile" in c for c in cells) else {})}
+    result["summary"] = summary
+    return result
+
+
+def cmd_judge_sd(args: argparse.Namespace) -> None:
+    result = judge_per_domain(args.bench, read_json(args.rankset, "rank set"), args.batches)
+    print(result["summary"])
+    if args.write:
+        write_json(args.write, result)
+
+
 def draw(result: dict[str, Any], the_set: dict[str, Any], path: Path) -> None:
     """Per method (rows) and set domain (columns): each set path's supernet score against its stand-alone top-1,
     one colour per search seed, and the picked path as a star where it was trained alone."""
@@ -263,10 +318,16 @@ def main() -> None:
     j.add_argument("--no-train", action="store_true", help="only judge (the picked paths' pieces already trained)")
     j.add_argument("--write", type=Path, default=None)
     j.add_argument("--figure", type=Path, default=None, help="draw scores against stand-alone top-1 (PNG)")
+    sd = sub.add_parser("judge-sd", help="judge SD-NAS's per-domain supernets of an `mpnas bench` directory")
+    sd.add_argument("--bench", type=Path, required=True)
+    sd.add_argument("--rankset", type=Path, required=True)
+    sd.add_argument("--batches", type=int, default=16)
+    sd.add_argument("--threads", type=int, default=1)
+    sd.add_argument("--write", type=Path, default=None)
     args = ap.parse_args()
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    {"search": cmd_search, "judge": cmd_judge}[args.cmd](args)
+    {"search": cmd_search, "judge": cmd_judge, "judge-sd": cmd_judge_sd}[args.cmd](args)
 
 
 if __name__ == "__main__":
