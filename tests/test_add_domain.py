@@ -31,6 +31,7 @@ from mpnas.search.extend import Extension, ExtensionCost
 from mpnas.space.cost import geometry_cost
 from mpnas.space.extension import Frozen
 from mpnas.train.evaluate import load_trained_model
+from runlog import logged
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -242,20 +243,6 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
 
 
-def _logged(run: Path, stage: str, step: int) -> bool:
-    f = run / "metrics.jsonl"
-    if not f.is_file():
-        return False
-    for line in f.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("stage") == stage and row.get("step", -1) >= step:
-            return True
-    return False
-
-
 def _comparable(run: Path) -> dict:
     arch = json.loads((run / "architecture.json").read_text())
     arch["meta"].pop("wall_time_s", None)
@@ -279,7 +266,7 @@ def test_killed_in_search_and_in_training_then_resumed_is_bit_identical(base_run
     for stage, step in (("search", 10), ("train", 14)):
         proc = subprocess.Popen(command(out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 300
-        while not _logged(out, stage, step):
+        while not logged(out, stage, step):
             assert proc.poll() is None, f"ended before the kill point: {proc.stderr.read().decode()[-500:]}"
             assert time.time() < deadline
             time.sleep(0.002)

@@ -43,24 +43,23 @@ def _searchable_block(
     return BlockSpace(filters, (first,) + (rest,) * (layers - 1))
 
 
-def default_space(resolution: int = 32) -> SearchSpace:
-    """A small space for 32 px images on a CPU: 4 searchable blocks of 3 layers, widths up to 128."""
+def _small_space(name: str, resolution: int, late: tuple[tuple[tuple[int, ...], int], ...]) -> SearchSpace:
+    """The CPU spaces: a fixed 16-wide first block, two ReLU blocks that halve the map, then hard-swish blocks
+    of `late` (filters, first stride); every searchable block has 3 layers, kernels 3/5/7, expansions 2/4/6."""
     k, e = (3, 5, 7), (2.0, 4.0, 6.0)
     b0 = BlockSpace((16,), (LayerSpace(1, "relu", k, (1.0,), (False, True), skippable=False),))
     body = (
         _searchable_block((16, 24, 32), 2, "relu", 3, k, e),
         _searchable_block((24, 40, 48), 2, "relu", 3, k, e),
-        _searchable_block((48, 64, 80), 1, "hswish", 3, k, e),
-        _searchable_block((64, 96, 128), 2, "hswish", 3, k, e),
+        *(_searchable_block(filters, stride, "hswish", 3, k, e) for filters, stride in late),
     )
-    return SearchSpace(
-        name="default",
-        resolution=resolution,
-        stem_filters=(16,),
-        blocks=(b0,) + body,
-        head_filters=256,
-        head_hidden=512,
-    )
+    return SearchSpace(name=name, resolution=resolution, stem_filters=(16,), blocks=(b0,) + body, head_filters=256,
+                       head_hidden=512)
+
+
+def default_space(resolution: int = 32) -> SearchSpace:
+    """A small space for 32 px images on a CPU: 4 searchable blocks of 3 layers, widths up to 128."""
+    return _small_space("default", resolution, (((48, 64, 80), 1), ((64, 96, 128), 2)))
 
 
 def default_4x4_space(resolution: int = 32) -> SearchSpace:
@@ -71,22 +70,7 @@ def default_4x4_space(resolution: int = 32) -> SearchSpace:
     width, expansion and SE. Here block 4 keeps stride 1, so the last two blocks work at 4x4 (as the SPOS
     maintainers advise for 32x32 inputs: fewer downsamples). Blocks 3 and 4 are narrower so that the space's
     reference path (middle options) costs what `default`'s does (5.20 M against 5.29 M MACs at 10 classes)."""
-    k, e = (3, 5, 7), (2.0, 4.0, 6.0)
-    b0 = BlockSpace((16,), (LayerSpace(1, "relu", k, (1.0,), (False, True), skippable=False),))
-    body = (
-        _searchable_block((16, 24, 32), 2, "relu", 3, k, e),
-        _searchable_block((24, 40, 48), 2, "relu", 3, k, e),
-        _searchable_block((32, 48, 64), 1, "hswish", 3, k, e),
-        _searchable_block((40, 56, 72), 1, "hswish", 3, k, e),
-    )
-    return SearchSpace(
-        name="default-4x4",
-        resolution=resolution,
-        stem_filters=(16,),
-        blocks=(b0,) + body,
-        head_filters=256,
-        head_hidden=512,
-    )
+    return _small_space("default-4x4", resolution, (((32, 48, 64), 1), ((40, 56, 72), 1)))
 
 
 def paper_space(resolution: int = 224) -> SearchSpace:
