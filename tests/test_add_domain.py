@@ -28,6 +28,7 @@ from mpnas.nn.merged import MultiPathModel
 from mpnas.rundir import read_architecture, read_config
 from mpnas.search.controller import Controller
 from mpnas.search.extend import Extension, ExtensionCost
+from mpnas.search.loop import warm_up
 from mpnas.space.cost import geometry_cost
 from mpnas.space.extension import Frozen
 from mpnas.train.evaluate import load_trained_model
@@ -347,6 +348,10 @@ def test_a_path_that_does_not_fit_is_never_drawn_or_chosen(base_run):
     ext = Extension(frozen, _model(base_run), tries=0)  # no draw fits: a trained domain's path, not the controller's
     choices, own = ext.draw(ctrl, gen)
     assert not own and space.path_from_choices(choices) in ext.fallbacks()
+    assert set(choices) == {d.key for d in space.decisions()}  # whole, so the warm-up can un-skip any layer
+    for p in (0.5, 1.0):
+        warmed, _ = warm_up(space.decisions(), choices, p, random.Random(1))
+        space.path_from_choices(warmed)
     ext = Extension(frozen, _model(base_run), tries=64)
     for _ in range(5):
         choices, own = ext.draw(ctrl, gen)

@@ -95,7 +95,11 @@ class Extension:
                 return choices, True
         with torch.no_grad():
             best = max(self.fallbacks(), key=lambda p: float(controller.log_prob(space.choices_of(p))))
-        return space.choices_of(best), False
+        # every decision's value, as a controller's sample has them: a skipped layer's own decisions are not in
+        # `choices_of`, and the warm-up may un-skip the layer
+        choices = {d.key: d.options[0] for d in controller.decisions}
+        choices.update(space.choices_of(best))
+        return choices, False
 
 
 __all__ = ["Extension", "ExtensionCost"]
