@@ -4,6 +4,7 @@ of the held-out domain, paired by seed.
 
     # each (held-out domain, seed) is one resumable piece; start the same command in two processes to use both cores
     python benchmarks/add_domain.py run --held-out textures,signs,mnist --seeds 0,1,2 --out runs/bench28 --threads 1
+    # (--stage base runs only the five-domain runs; a later plain `run` adds the domains)
     # the comparison; --reference is an `mpnas bench` directory with mpnas and sd-nas at the same budget and seeds
     python benchmarks/add_domain.py collect --out runs/bench28 --reference runs/bench24e2e --write benchmarks/bench-28
 
@@ -53,7 +54,7 @@ def identical_logits(base: Path, new: Path) -> dict[str, bool]:
     return out
 
 
-def run_piece(held: str, seed: int, out: Path, budget: str, threads: int) -> None:
+def run_piece(held: str, seed: int, out: Path, budget: str, threads: int, base_only: bool = False) -> None:
     piece = out / held / f"seed{seed}"
     others = ",".join(d for d in BUILTIN if d != held)
     common = ["--budget", budget, "--seed", str(seed), "--threads", str(threads), "--quiet", "--resume"]
@@ -64,6 +65,8 @@ def run_piece(held: str, seed: int, out: Path, budget: str, threads: int) -> Non
         if (piece / "piece.json").is_file():
             return
         _mpnas("run", "--data", "builtin", "--domains", others, *common, "--out", str(piece / "base"))
+        if base_only:
+            return
         _mpnas("add-domain", "--run", str(piece / "base"), "--domains", held, *common, "--out", str(piece / "added"))
         write_json(piece / "piece.json", {"held_out": held, "seed": seed, "budget": budget,
                                           "old_logits_identical": identical_logits(piece / "base", piece / "added")})
@@ -73,7 +76,7 @@ def run_piece(held: str, seed: int, out: Path, budget: str, threads: int) -> Non
 def cmd_run(args: argparse.Namespace) -> None:
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a partial bench has every domain paired
         for held in args.held_out.split(","):
-            run_piece(held, seed, Path(args.out), args.budget, args.threads)
+            run_piece(held, seed, Path(args.out), args.budget, args.threads, args.stage == "base")
 
 
 def _seconds(run: Path, stages: tuple[str, ...] = ("search", "train", "evaluate")) -> float:
@@ -182,6 +185,8 @@ def main() -> None:
     p.add_argument("--budget", default="default")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
+    p.add_argument("--stage", choices=("base", "all"), default="all",
+                   help="base: only the five-domain runs (the long part), so add-domain can be changed and run after")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("collect")
     p.add_argument("--out", required=True)
