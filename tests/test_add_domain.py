@@ -103,6 +103,10 @@ def test_architecture_says_what_came_from_run_and_what_it_adds(base_run, added):
     assert sorted(info["reused_nodes"] + info["new_nodes"]) == sorted(geo.nodes())
     assert set(info["reused_nodes"]) <= set(meta["frozen_nodes"]) and not set(info["new_nodes"]) & set(meta["frozen_nodes"])
     assert meta["cost"]["t0"] == 1.0 and "added params" in meta["cost"]["T"]
+    # The cap on what it adds: add_domain.params_budget (0.5) times RUN's parameters per domain (one domain here).
+    per_domain = sum(p.numel() for p in _model(base_run).parameters())
+    assert meta["cost"]["trained_per_domain"]["params"] == per_domain
+    assert meta["cost"]["max_added_params"] == round(0.5 * per_domain) >= info["added_params"]
     assert arch.meta["method"] == "add-domain"
     # What it adds is the merged model's real growth in parameters.
     count = lambda run: sum(p.numel() for p in _model(run).parameters())  # noqa: E731
@@ -155,7 +159,7 @@ def test_fitting_paths_load_the_trained_tensors_and_add_what_growth_counts(base_
 def test_frozen_parts_take_no_gradient_in_the_extension_supernet(base_run):
     base_arch = read_architecture(base_run)
     base = _model(base_run)
-    ext = Extension(Frozen.of(base_arch), base)
+    ext = Extension(Frozen.of(base_arch), base, {"bars": 3})
     net = ext.supernet(base_arch.space, {"bars": 3}, "torchvision", True, 0.1).train()
     assert isinstance(net, ExtensionSupernet)
     geo = base_arch.space.geometry(base_arch.paths["colours"])  # fits: runs the trained modules only
@@ -173,10 +177,10 @@ def test_frozen_parts_take_no_gradient_in_the_extension_supernet(base_run):
     for name, t in base.nodes.state_dict().items():
         assert torch.equal(net.base_nodes.state_dict()[name], t), name
     # A trained domain's own path adds only batch norms and a classifier: it costs less than the same path all new.
-    cost = ext.cost(base_arch.space, {"bars": 3})
+    cost = ext.costs
     assert isinstance(cost, ExtensionCost)
-    ref, own = cost.ref["bars"], geometry_cost(geo, 3)
-    assert cost("bars", geo) < 0.5 * (own.macs / ref.macs + own.params / ref.params)
+    own = geometry_cost(geo, 3)
+    assert cost("bars", geo) < 0.5 * (own.macs / cost.macs_per_domain + own.params / cost.params_per_domain)
 
 
 def _refused(capsys, argv: list[str], *needles: str) -> None:
@@ -345,19 +349,63 @@ def test_a_path_that_does_not_fit_is_never_drawn_or_chosen(base_run):
             logits[-1] += 5.0
     gen = torch.Generator().manual_seed(0)
     assert not frozen.fits(space.geometry(ctrl.most_likely_path()))
-    ext = Extension(frozen, _model(base_run), tries=0)  # no draw fits: a trained domain's path, not the controller's
-    choices, own = ext.draw(ctrl, gen)
+    ext = Extension(frozen, _model(base_run), {"bars": 3}, params_budget=100.0, tries=0)  # no draw is tried: a
+    choices, own = ext.draw(ctrl, gen, "bars")  # trained domain's path stands in, not the controller's
     assert not own and space.path_from_choices(choices) in ext.fallbacks()
     assert set(choices) == {d.key for d in space.decisions()}  # whole, so the warm-up can un-skip any layer
     for p in (0.5, 1.0):
         warmed, _ = warm_up(space.decisions(), choices, p, random.Random(1))
         space.path_from_choices(warmed)
-    ext = Extension(frozen, _model(base_run), tries=64)
+    ext = Extension(frozen, _model(base_run), {"bars": 3}, params_budget=100.0, tries=64)
     for _ in range(5):
-        choices, own = ext.draw(ctrl, gen)
+        choices, own = ext.draw(ctrl, gen, "bars")
         assert frozen.fits(space.geometry(space.path_from_choices(choices)))
-    best = ext.most_likely_fitting(ctrl, gen)
+    best = ext.most_likely_fitting(ctrl, gen, "bars")
     assert frozen.fits(space.geometry(best))
     with torch.no_grad():
         assert float(ctrl.log_prob(space.choices_of(best))) >= max(float(ctrl.log_prob(space.choices_of(p)))
                                                                  for p in ext.fallbacks())
+
+
+def test_a_path_over_the_parameter_cap_is_never_drawn_or_chosen(base_run):
+    base_arch = read_architecture(base_run)
+    frozen, space = Frozen.of(base_arch), base_arch.space
+    ctrl, gen = Controller(space), torch.Generator().manual_seed(0)
+    roomy = Extension(frozen, _model(base_run), {"bars": 3}, params_budget=100.0)
+    tight = Extension(frozen, _model(base_run), {"bars": 3}, params_budget=0.3)
+    drawn = [roomy.draw(ctrl, gen, "bars")[0] for _ in range(40)]
+    added = [tight.costs.added("bars", space.geometry(space.path_from_choices(c))) for c in drawn]
+    assert min(added) <= tight.costs.budget < max(added)  # the cap bites: some of the uncapped draws exceed it
+    for _ in range(20):
+        choices, own = tight.draw(ctrl, gen, "bars")
+        geo = space.geometry(space.path_from_choices(choices))
+        assert tight.costs.added("bars", geo) <= tight.costs.budget or not own
+    best = tight.most_likely_fitting(ctrl, gen, "bars")
+    assert tight.admits("bars", best) or best in tight.fallbacks()
+    nothing = Extension(frozen, _model(base_run), {"bars": 3}, params_budget=1e-9)  # no path adds under 1 parameter
+    choices, own = nothing.draw(ctrl, gen, "bars")
+    assert not own and space.path_from_choices(choices) in nothing.fallbacks()
+
+
+def test_a_stand_in_path_with_a_skipped_layer_can_be_unskipped_by_the_warm_up(base_run):
+    """The stand-in is a trained domain's path; where it skips a layer, `choices_of` lacks that layer's decisions,
+    which the warm-up needs when it un-skips the layer (a bench piece crashed with KeyError on them)."""
+    base_arch = read_architecture(base_run)
+    space = base_arch.space
+    choices = space.choices_of(base_arch.paths["colours"])
+    skips = [d.key for d in space.decisions() if d.kind == "skip"]
+    assert skips
+    choices[skips[0]] = True
+    skipped = space.path_from_choices(choices)
+    arch = Frozen.of(base_arch).combined({}, {})
+    arch.paths["colours"] = skipped
+    frozen = Frozen.of(arch)
+    ext = Extension(frozen, _model(base_run), {"bars": 3}, tries=0)
+    stand_in, own = ext.draw(Controller(space), torch.Generator().manual_seed(0), "bars")
+    assert not own and space.path_from_choices(stand_in) == skipped
+    unskipped = 0
+    for seed in range(20):
+        warmed, _ = warm_up(space.decisions(), stand_in, 1.0, random.Random(seed))
+        unskipped += not warmed[skips[0]]
+        space.path_from_choices(warmed)
+    assert unskipped  # the warm-up did un-skip the layer, and its decisions were there

@@ -6,9 +6,10 @@ meta's `added` says which nodes came from RUN), its weights hold RUN's tensors u
 `evaluate`, `report`, `export`, `predict` and `mpnas.load` read it like any other.
 
 - Search: each new domain has its own controller, in `mpnas.nn.extend.ExtensionSupernet`, where every layer offers
-  RUN's trained nodes as they are beside new ones; only paths that fit inside RUN's modules are rewarded or chosen
-  (`mpnas.search.extend`). The cost is what the domain adds: the mean of its path's MACs and of the parameters it
-  adds, each relative to the space's reference path (T0 = 1).
+  RUN's trained nodes as they are beside new ones; only paths that fit inside RUN's modules, and add at most
+  `add_domain.params_budget` times RUN's parameters per domain, are rewarded or chosen (`mpnas.search.extend`).
+  The cost is what the domain adds: the mean of its path's MACs and of the parameters it adds, each relative to
+  what RUN spends per domain (T0 = 1).
 - Train: the merged model of all domains takes RUN's tensors, which take no gradient; the new nodes, the new
   domains' batch norms (on shared convolutions too) and their classifiers learn on the new domains' loss alone.
 - The old domains' outputs are bit-identical: every module they run has the same size and the same tensors
@@ -135,12 +136,12 @@ def _search(cfg: RunConfig, out: Path, domains: DomainSet, base: MultiPathModel,
         return read_architecture(out)
     if not (resume and ckpt.path.is_file()):
         drop_metrics(out, None)
-    extension = Extension(frozen, base)
+    extension = Extension(frozen, base, {d.name: d.num_classes for d in domains}, cfg.add_domain.params_budget)
     found, state = run_search(cfg, domains, frozen.base.space, out, progress=progress, checkpointer=ckpt, resume=resume,
                               extension=extension)
     arch = frozen.combined(found.paths, found.num_classes)
     arch.meta = {**found.meta, "method": METHOD}
-    arch.meta["added"] = added_meta(frozen, arch, domains.names(), base_dir, extension.cost(arch.space, found.num_classes))
+    arch.meta["added"] = added_meta(frozen, arch, domains.names(), base_dir, extension.costs)
     if world().is_main:
         arch.meta["supernet_top1"] = supernet_quality(read_jsonl(out / METRICS))
         arch.save(out / ARCH)

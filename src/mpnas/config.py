@@ -196,6 +196,16 @@ class BaselineConfig:
 
 
 @dataclass
+class AddDomainConfig:
+    # `mpnas add-domain`: the most parameters one new domain may add to the trained model (new nodes, its batch
+    # norms and classifier), as a fraction of the trained model's parameters per domain (its total over its domain
+    # count). A path over it is never drawn, like one that does not fit. At 0.5 a new domain adds at most half of
+    # what an average trained domain holds; without a cap the soft reward's weak pressure (beta = -0.07) let a
+    # searched textures path add 1.5x the parameters of its stand-alone SD-NAS model, reusing one node of seven.
+    params_budget: float = 0.5
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
@@ -204,6 +214,7 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
+    add_domain: AddDomainConfig = field(default_factory=AddDomainConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
@@ -463,6 +474,8 @@ def validate(cfg: RunConfig) -> None:
          "needs search.strategy=rl (the gradient strategy trains the paths its gates sample)")
     need(not (cfg.search.sandwich and cfg.search.fair_sampling), "search.sandwich",
          "choose one of search.sandwich and search.fair_sampling: a fair set already trains every width")
+    need(cfg.add_domain.params_budget > 0, "add_domain.params_budget",
+         f"must be > 0 (a fraction of the trained model's parameters per domain), got {cfg.add_domain.params_budget}")
     choice(cfg.space.preset, SPACE_PRESETS, "space.preset")
     choice(cfg.budget, BUDGETS, "budget")
     need(cfg.data.resolution >= 8, "data.resolution", f"must be >= 8, got {cfg.data.resolution}")

@@ -7,9 +7,12 @@ which the controller's most likely path among the trained domains' own paths (wh
 taken. During TuNAS's warm-up (widest filters, op averages) a path may not fit; it then trains fresh layers where
 it leaves the trained modules, and its reward is not learnt from (RL has not started).
 
-The cost T of a path is what it adds to the shipped model: the mean of its MACs over the reference path's MACs and
-of the parameters it adds (`Frozen.added_params`: reused convolutions add none) over the reference path's
-parameters. T0 is 1, so a path that costs what the space's middle path costs, all of it new, has T = T0.
+The cost T of a path is what it adds to the shipped model, measured against what the trained model spends per
+domain: the mean of its MACs over the trained domains' mean path MACs, and of the parameters it adds
+(`Frozen.added_params`: reused convolutions add none) over the trained model's parameters per domain. T0 is 1: a
+new domain that costs what an average trained domain costs. The reward stays the search's (MnasNet's soft one by
+default), whose pressure is weak (beta = -0.07), so the parameters are also capped: a path that adds more than
+`add_domain.params_budget` times the trained model's parameters per domain is drawn again, as a misfit is.
 """
 
 from __future__ import annotations
@@ -23,30 +26,42 @@ from mpnas.nn.extend import ExtensionSupernet
 from mpnas.nn.merged import MultiPathModel
 from mpnas.search.controller import Controller
 from mpnas.search.cost import CostModel
-from mpnas.space.cost import geometry_cost
+from mpnas.space.cost import architecture_cost, geometry_cost
 from mpnas.space.extension import Frozen
 from mpnas.space.geometry import PathGeometry
 from mpnas.space.space import Path, SearchSpace
 
 
 class ExtensionCost(CostModel):
-    """T = (MACs / reference MACs + added parameters / reference parameters) / 2, per new domain."""
+    """T = (MACs / trained MACs per domain + added parameters / trained parameters per domain) / 2, and the cap on
+    the added parameters (`budget`, per new domain)."""
 
-    def __init__(self, space: SearchSpace, num_classes: dict[str, int], frozen: Frozen) -> None:
+    def __init__(self, space: SearchSpace, num_classes: dict[str, int], frozen: Frozen, params_budget: float) -> None:
         super().__init__(space, num_classes, None)
         self.frozen = frozen
-        ref = space.geometry(space.reference_path())
-        self.ref = {d: geometry_cost(ref, n) for d, n in num_classes.items()}
+        base = frozen.base
+        self.macs_per_domain = sum(geometry_cost(space.geometry(base.paths[d]), base.num_classes[d]).macs
+                                   for d in base.domains) / len(base.domains)
+        self.params_per_domain = architecture_cost(base).params / len(base.domains)
+        self.params_budget = params_budget
+        self.budget = round(params_budget * self.params_per_domain)
         self.unit = "relative"
 
     def __call__(self, domain: str, geo: PathGeometry) -> float:
-        ref = self.ref[domain]
         macs = geometry_cost(geo, self.num_classes[domain]).macs
-        return 0.5 * (macs / ref.macs + self.frozen.added_params(geo, self.num_classes[domain]) / ref.params)
+        return 0.5 * (macs / self.macs_per_domain + self.added(domain, geo) / self.params_per_domain)
+
+    def added(self, domain: str, geo: PathGeometry) -> int:
+        return self.frozen.added_params(geo, self.num_classes[domain])
+
+    def admits(self, domain: str, geo: PathGeometry) -> bool:
+        """Whether a path may be drawn for `domain`: it fits the trained modules and keeps to the parameter cap."""
+        return self.frozen.fits(geo) and self.added(domain, geo) <= self.budget
 
     def describe(self) -> dict[str, Any]:
-        return {"T": "(MACs / reference MACs + added params / reference params) / 2", "t0": 1.0,
-                "reference": {d: {"macs": c.macs, "params": c.params} for d, c in self.ref.items()}}
+        return {"T": "(MACs / trained MACs per domain + added params / trained params per domain) / 2", "t0": 1.0,
+                "trained_per_domain": {"macs": round(self.macs_per_domain), "params": round(self.params_per_domain)},
+                "params_budget": self.params_budget, "max_added_params": self.budget}
 
 
 @dataclass
@@ -55,43 +70,50 @@ class Extension:
 
     frozen: Frozen
     base: MultiPathModel  # the trained model, weights loaded
+    num_classes: dict[str, int]  # the new domains'
+    params_budget: float = 0.5  # add_domain.params_budget
     tries: int = 64
+
+    def __post_init__(self) -> None:
+        self.costs = ExtensionCost(self.frozen.base.space, self.num_classes, self.frozen, self.params_budget)
 
     def supernet(self, space: SearchSpace, num_classes: dict[str, int], init: str, zero_residual: bool,
                  bn_momentum: float) -> ExtensionSupernet:
         return ExtensionSupernet(space, num_classes, self.base, self.frozen, init, zero_residual, 0.0, bn_momentum)
 
-    def cost(self, space: SearchSpace, num_classes: dict[str, int]) -> ExtensionCost:
-        return ExtensionCost(space, num_classes, self.frozen)
-
     def fallbacks(self) -> list[Path]:
-        """The trained domains' own paths, each once: they fit by construction."""
+        """The trained domains' own paths, each once: they fit by construction, and add only batch norms and a
+        classifier (taken even if those exceed the parameter cap: no path adds less)."""
         out: list[Path] = []
         for p in self.frozen.base.paths.values():
             if p not in out:
                 out.append(p)
         return out
 
-    def most_likely_fitting(self, controller: Controller, generator: torch.Generator) -> Path:
-        """The controller's most likely path among those that fit: of `tries` fitting draws and the trained domains'
-        paths, the one it gives the highest log-probability (its own most likely path, when that fits, is taken
-        before this is asked)."""
+    def admits(self, domain: str, path: Path) -> bool:
+        return self.costs.admits(domain, self.frozen.base.space.geometry(path))
+
+    def most_likely_fitting(self, controller: Controller, generator: torch.Generator, domain: str) -> Path:
+        """The controller's most likely path among those `admits` allows for `domain`: of `tries` admitted draws and
+        the trained domains' paths, the one it gives the highest log-probability (its own most likely path, when
+        admitted, is taken before this is asked)."""
         space = controller.space
         pool = list(self.fallbacks())
         for _ in range(self.tries):
             choices = controller.sample(generator)
             path = space.path_from_choices(choices)
-            if path not in pool and self.frozen.fits(space.geometry(path)):
+            if path not in pool and self.admits(domain, path):
                 pool.append(path)
         with torch.no_grad():
             return max(pool, key=lambda p: float(controller.log_prob(space.choices_of(p))))
 
-    def draw(self, controller: Controller, generator: torch.Generator) -> tuple[dict[str, Any], bool]:
-        """Choices that fit, and whether they are the controller's own draw (False: a trained domain's path)."""
+    def draw(self, controller: Controller, generator: torch.Generator, domain: str) -> tuple[dict[str, Any], bool]:
+        """Choices `admits` allows for `domain`, and whether they are the controller's own draw (False: none of
+        `tries` draws was, and a trained domain's path stands in)."""
         space = controller.space
         for _ in range(self.tries):
             choices = controller.sample(generator)
-            if self.frozen.fits(space.geometry(space.path_from_choices(choices))):
+            if self.admits(domain, space.path_from_choices(choices)):
                 return choices, True
         with torch.no_grad():
             best = max(self.fallbacks(), key=lambda p: float(controller.log_prob(space.choices_of(p))))

@@ -94,7 +94,8 @@ class SearchState:
         and a trained domain's path stands in; REINFORCE does not learn from it, as the controller did not draw it)."""
         if self.extension is None:
             return self.controllers[group].sample(self.generator), True
-        return self.extension.draw(self.controllers[group], self.generator)
+        # adding domains: one controller per new domain, named after it
+        return self.extension.draw(self.controllers[group], self.generator, group)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -262,7 +263,7 @@ def run_search(
             raise MpnasError("adding a domain searches with search.strategy=rl and MACs and parameters as the cost "
                              "(no search.latency_table), without search.fair_sampling and search.sandwich (their "
                              "extra paths need not fit the trained modules)")
-        cost_model: CostModel = extension.cost(space, num_classes)
+        cost_model: CostModel = extension.costs
         targets = {d: 1.0 for d in names}
     else:
         cost_model = CostModel(space, num_classes, sc.latency_table)
@@ -511,8 +512,8 @@ def derive_paths(state: SearchState, space: SearchSpace, groups: dict[str, list[
         ctrl = state.controllers[g]
         best = ctrl.most_likely_path()
         ext = state.extension
-        if ext is not None and not ext.frozen.fits(space.geometry(best)):
-            best = ext.most_likely_fitting(ctrl, state.generator)
+        if ext is not None and not ext.admits(g, best):
+            best = ext.most_likely_fitting(ctrl, state.generator, g)
         if sc.final_candidates > 1:
             candidates = [best]
             for _ in range(sc.final_candidates - 1):
