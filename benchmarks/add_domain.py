@@ -5,8 +5,12 @@ of the held-out domain, paired by seed.
     # each (held-out domain, seed) is one resumable piece; start the same command in two processes to use both cores
     python benchmarks/add_domain.py run --held-out textures,signs,mnist --seeds 0,1,2 --out runs/bench28 --threads 1
     # (--stage base runs only the five-domain runs; a later plain `run` adds the domains)
-    # the comparison; --reference is an `mpnas bench` directory with mpnas and sd-nas at the same budget and seeds
-    python benchmarks/add_domain.py collect --out runs/bench28 --reference runs/bench24e2e --write benchmarks/bench-28
+    # stand-alone SD-NAS models of the held-out domains, same budget and seeds (SD-NAS searches and trains each
+    # domain alone, so these are the six-domain bench's SD-NAS models of those domains)
+    mpnas bench --data builtin --domains textures,signs,mnist --methods sd-nas --seeds 3 --threads 1 --resume --out runs/sd28
+    # the comparison; --full is the full six-domain MPNAS runs: an `mpnas bench` directory, or a committed bench.json
+    python benchmarks/add_domain.py collect --out runs/bench28 --full benchmarks/bench-24/bench.json \
+        --sd-nas runs/sd28 --write benchmarks/bench-28
 
 A piece is two commands a user would type, `mpnas run --domains <five>` and `mpnas add-domain --run ... --domains
 <held-out>`, each with `--resume`, so a killed piece continues where it stopped. After both, the old domains'
@@ -92,7 +96,25 @@ def _interval(diffs: list[float]) -> list[float] | None:
     return [round(m - half, 3), round(m + half, 3)]
 
 
-def summarise(out: Path, reference: Path) -> dict[str, Any]:
+def full_runs(reference: Path) -> dict[int, dict[str, Any]]:
+    """Per seed, the full six-domain MPNAS run's top-1 per domain and its wall time (search, train, evaluate): from
+    an `mpnas bench` directory (its `mpnas/seed<n>` runs), or from a committed bench's `bench.json`."""
+    if reference.is_file():
+        bench = read_json(reference, "bench file")
+        sd = {int(r["seed"]): r["top1"] for r in bench["methods"].get("sd-nas", {}).get("per_seed", [])}
+        return {int(r["seed"]): {"top1": r["top1"], "wall_s": sum(float(v) for v in r["wall_time_s"].values()),
+                                 "sd_nas_top1": sd.get(int(r["seed"]))}
+                for r in bench["methods"]["mpnas"]["per_seed"]}
+    out = {}
+    for run in sorted((reference / "mpnas").glob("seed*")):
+        if (run / "results.json").is_file():
+            res = read_json(run / "results.json", "results")
+            out[int(res["seed"])] = {"top1": {d: v["top1"] for d, v in res["domains"].items()}, "wall_s": _seconds(run)}
+    return out
+
+
+def summarise(out: Path, full_ref: Path, sd_ref: Path) -> dict[str, Any]:
+    fulls = full_runs(full_ref)
     table: dict[str, Any] = {}
     for held_dir in sorted(p for p in out.iterdir() if p.is_dir()):
         held, rows = held_dir.name, []
@@ -101,23 +123,25 @@ def summarise(out: Path, reference: Path) -> dict[str, Any]:
                 continue
             info = read_json(piece / "piece.json", "piece")
             seed = info["seed"]
-            full, sd = reference / "mpnas" / f"seed{seed}", reference / "sd-nas" / f"seed{seed}" / "domains" / held
-            if not (full / "results.json").is_file() or not (sd / "results.json").is_file():
+            sd = sd_ref / "sd-nas" / f"seed{seed}" / "domains" / held
+            if seed not in fulls or not (sd / "results.json").is_file():
                 continue
             added = read_json(piece / "added" / "results.json", "results")
             arch = read_architecture(piece / "added")
-            full_r, sd_r = read_json(full / "results.json", "results"), read_json(sd / "results.json", "results")
+            full, sd_r = fulls[seed], read_json(sd / "results.json", "results")
             rows.append({
                 "seed": seed,
-                "top1": {"add_domain": added["domains"][held]["top1"], "full": full_r["domains"][held]["top1"],
+                "top1": {"add_domain": added["domains"][held]["top1"], "full": full["top1"][held],
                          "sd_nas": sd_r["domains"][held]["top1"]},
                 "added_params": arch.meta["added"]["added_params"],
                 "sd_nas_params": sd_r["domains"][held]["params"],
                 "reused_nodes": len(arch.meta["added"]["domains"][held]["reused_nodes"]),
                 "new_nodes": len(arch.meta["added"]["domains"][held]["new_nodes"]),
                 "wall_s": {"add_domain": round(_seconds(piece / "added"), 1), "base": round(_seconds(piece / "base"), 1),
-                           "full": round(_seconds(full), 1), "sd_nas": round(_seconds(sd), 1)},
+                           "full": round(full["wall_s"], 1), "sd_nas": round(_seconds(sd), 1)},
                 "old_logits_identical": all(info["old_logits_identical"].values()),
+                # the same SD-NAS model in the full bench, where it has one: a check that the reference reproduces
+                "sd_nas_top1_in_full_bench": (full.get("sd_nas_top1") or {}).get(held),
             })
         if not rows:
             continue
@@ -136,14 +160,14 @@ def summarise(out: Path, reference: Path) -> dict[str, Any]:
                         "params_at_most_half_sd_nas": max(ratio) <= 0.5,
                         "wall_at_most_0.4x_full": max(time_ratio) <= 0.4},
         }
-    return {"reference": str(reference), "held_out": table}
+    return {"full": str(full_ref), "sd_nas": str(sd_ref), "held_out": table}
 
 
 def markdown(summary: dict[str, Any], command: str) -> str:
     lines = ["# Adding a domain to a trained model (issue 28)", "", f"`{command}`", "",
              "Per held-out domain, mean over seeds (paired by seed; 95% t interval). `full` is MPNAS on all six "
-             "domains, `sd-nas` a stand-alone searched model of the held-out domain, both from the reference bench "
-             f"`{summary['reference']}` at the same budget and seeds.", "",
+             f"domains (from `{summary['full']}`), `sd-nas` a stand-alone searched model of the held-out domain "
+             f"(from `{summary['sd_nas']}`), at the same budget and seeds.", "",
              "| held out | seeds | add-domain top-1 | full top-1 | add − full [95% CI] | SD-NAS top-1 | "
              "added params / SD-NAS params | wall add / full | old logits identical |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -166,7 +190,7 @@ def markdown(summary: dict[str, Any], command: str) -> str:
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    summary = summarise(Path(args.out), Path(args.reference))
+    summary = summarise(Path(args.out), Path(args.full), Path(args.sd_nas or args.full))
     text = markdown(summary, " ".join(["python benchmarks/add_domain.py", *sys.argv[1:]]))
     print(text)
     if args.write:
@@ -190,7 +214,9 @@ def main() -> None:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("collect")
     p.add_argument("--out", required=True)
-    p.add_argument("--reference", required=True)
+    p.add_argument("--full", required=True,
+                   help="the full six-domain MPNAS runs: an `mpnas bench` directory or a bench.json")
+    p.add_argument("--sd-nas", default=None, help="an `mpnas bench` directory with sd-nas (default: --full's)")
     p.add_argument("--write", default=None)
     p.set_defaults(func=cmd_collect)
     args = parser.parse_args()
