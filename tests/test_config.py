@@ -60,6 +60,20 @@ def test_search_quality_and_samples_are_validated_by_field():
         resolve_config("quick", overrides=["search.samples_per_step=0"])
 
 
+def test_the_gradient_strategys_options_are_validated_by_field():
+    with pytest.raises(MpnasError, match="search.gradient_ops"):
+        resolve_config("quick", overrides=["search.strategy=gradient", "search.gradient_ops=gates"])
+    with pytest.raises(MpnasError, match="search.gradient_ops.*need search.strategy=gradient"):
+        resolve_config("quick", overrides=["search.gradient_ops=reinforce"])  # the rl strategy has no gates
+    with pytest.raises(MpnasError, match="search.gradient_rl_fraction"):
+        resolve_config("quick", overrides=["search.strategy=gradient", "search.gradient_rl_fraction=1"])
+    with pytest.raises(MpnasError, match="add_domain.params_budget"):
+        resolve_config("quick", overrides=["add_domain.params_budget=0"])
+    cfg = resolve_config("quick", overrides=["search.strategy=gradient", "search.gradient_ops=reinforce",
+                                             "search.gradient_rl_fraction=0.25"])
+    assert (cfg.search.gradient_ops, cfg.search.gradient_rl_fraction) == ("reinforce", 0.25)
+
+
 def test_paper_budget_does_not_clip_gradients_and_long_trains_three_times_default():
     paper = budget_config("paper")
     assert paper.search.optim.grad_clip is None and paper.train.optim.grad_clip is None

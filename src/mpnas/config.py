@@ -146,6 +146,16 @@ class SearchConfig:
     # gradient: weight of the entropy term at the end; it ramps up linearly from 0. At 0.1 a default search ended at a
     # mean maximum probability of 0.90 (0.84 to 0.98 over domains), short of near-discrete for some domains.
     entropy_weight: float = 0.2
+    # gradient: how the op choices (kernel, squeeze-and-excite, skip) learn. `relaxed`: through the straight-through
+    # gates, as the widths do. `reinforce`: a REINFORCE term on the validation cross-entropy against a moving
+    # baseline (search.baseline_momentum), their gates held at 1, so only widths take gate gradients; the cost
+    # still reaches every decision through the exact expected cost. Issue 16 found the gates' first-order gradient
+    # leaning towards skipping and narrowing; the score-function estimator has no such bias, only variance.
+    gradient_ops: str = "relaxed"
+    # gradient: the first fraction of the learning steps (after rl_start) in which the controllers learn by
+    # REINFORCE on the MnasNet reward, as search.strategy=rl does (with the gradient strategy's optimiser and
+    # search.arch_lr); the gradient step takes over from the distribution RL reached (a warm start from RL).
+    gradient_rl_fraction: float = 0.0
     log_every: int = 10
 
 
@@ -487,6 +497,10 @@ def validate(cfg: RunConfig) -> None:
         need(sc.batch_per_class >= 0, f"{stage}.batch_per_class", f"must be >= 0, got {sc.batch_per_class}")
         need((sc.steps or 0) >= 1 or (sc.epochs or 0) > 0, f"{stage}.steps", "needs steps >= 1 or epochs > 0")
     need(0 <= cfg.search.rl_start < 1, "search.rl_start", f"must be in [0, 1), got {cfg.search.rl_start}")
+    choice(cfg.search.gradient_ops, ("relaxed", "reinforce"), "search.gradient_ops")
+    need(0 <= cfg.search.gradient_rl_fraction < 1, "search.gradient_rl_fraction", "must be in [0, 1)")
+    need(cfg.search.strategy == "gradient" or (cfg.search.gradient_ops == "relaxed" and cfg.search.gradient_rl_fraction == 0),
+         "search.gradient_ops", "search.gradient_ops and search.gradient_rl_fraction need search.strategy=gradient")
     need(0 <= cfg.search.baseline_momentum < 1, "search.baseline_momentum", "must be in [0, 1)")
     need(cfg.search.controller_lr > 0, "search.controller_lr", "must be positive")
     choice(cfg.precision, PRECISIONS, "precision")

@@ -12,6 +12,7 @@ from mpnas.cli import main
 from mpnas.nn.merged import MultiPathModel
 from mpnas.nn.supernet import Supernet
 from mpnas.search.controller import Controller
+from mpnas.search.gradient import OP_KINDS, ops_held, ops_log_prob
 from mpnas.search.relax import ExpectedCost, make_gates, probabilities, sample_relaxed, straight_through
 from mpnas.search.rewards import cost_loss
 from mpnas.space.arch import Architecture
@@ -83,6 +84,83 @@ def test_gated_forward_equals_the_plain_path_and_only_sampled_candidates_get_wei
         if used and not logits.grad.abs().sum() > 0:
             narrowest = hard[d.key].argmax().item() == 0
             assert d.key.endswith((".filters", ".expansion")) and narrowest, f"{d.key}: no gradient"
+
+
+def test_held_op_choices_take_no_gate_gradient_while_widths_do(space):
+    """`search.gradient_ops=reinforce`: the op choices' gates are exactly the plain path's (1) and give their
+    logits no gradient; the widths' straight-through gradient is untouched."""
+    torch.manual_seed(0)
+    net = Supernet(space, {"a": 5}, dropout=0.0)
+    ctrl = Controller(space)
+    choices, hard = sample_relaxed(ctrl, 2.0, torch.Generator().manual_seed(3))
+    geo = space.geometry(space.path_from_choices(choices))
+    gates = make_gates(space, geo, choices, ops_held(ctrl, hard))
+    x = torch.randn(4, 3, 16, 16)
+    gated = net.forward_geometry(x, geo, "a", None, gates)
+    assert torch.equal(gated, net.forward_geometry(x, geo, "a"))
+    gated.logsumexp(1).mean().backward()
+    widths = 0
+    for d, logits in zip(ctrl.decisions, ctrl.logits):
+        if d.kind in OP_KINDS:
+            assert logits.grad is None or not logits.grad.any(), d.key
+        elif logits.grad is not None and logits.grad.abs().sum() > 0:
+            widths += 1
+    assert widths
+
+
+def test_the_op_choices_reinforce_term_is_the_exact_gradient_of_the_expected_loss():
+    """Over every path of a small space, E[f * grad log p(ops)] equals grad E[f] for the op choices' logits, and is
+    zero for the widths': the REINFORCE term estimates the op choices' share of the gradient without bias, for a
+    loss f of the path (here its MACs, which depend on ops and widths), and leaves widths to the gates."""
+    space = tiny_space()
+    ctrl = Controller(space)
+    with torch.no_grad():
+        for l in ctrl.logits:
+            l.normal_(0, 0.7)
+    decisions = ctrl.decisions
+    exact, surrogate = torch.zeros(()), torch.zeros(())
+    for combo in itertools.product(*(d.options for d in decisions)):
+        choices = dict(zip((d.key for d in decisions), combo))
+        logp = sum(torch.log_softmax(l, 0)[d.options.index(choices[d.key])] for d, l in zip(decisions, ctrl.logits))
+        f = geometry_cost(space.geometry(space.path_from_choices(choices)), 4).macs / 1e4
+        exact = exact + logp.exp() * f
+        surrogate = surrogate + logp.exp().detach() * f * ops_log_prob(ctrl, choices)
+    g_exact = torch.autograd.grad(exact, list(ctrl.logits), allow_unused=True)
+    g_sur = torch.autograd.grad(surrogate, list(ctrl.logits), allow_unused=True)
+    ops = 0
+    for d, ge, gs in zip(decisions, g_exact, g_sur):
+        gs = torch.zeros(len(d.options)) if gs is None else gs
+        if d.kind in OP_KINDS:
+            torch.testing.assert_close(gs, ge, rtol=1e-4, atol=1e-6)
+            ops += int(ge.abs().sum() > 1e-6)
+        else:
+            assert not gs.any(), d.key
+    assert ops >= 3  # kernels, SE and the skip all move the cost
+
+
+def test_a_warm_start_from_rl_takes_reinforce_steps_then_gradient_steps(tiny_cfg, tmp_path):
+    """`search.gradient_rl_fraction`: the first learning steps score every path and move the logits by REINFORCE
+    against a reward baseline; after them, the architecture step's own fields appear and the baseline is the op
+    choices' cross-entropy one (`gradient_ops=reinforce`)."""
+    out = tmp_path / "search"
+    args = ["search", "--data", tiny_cfg.data.spec, "--resolution", "16", "--budget", "quick", "--quiet", "--out", str(out),
+            "--cache-dir", tiny_cfg.data.cache_dir, "--threads", "1"]
+    for s in ["search.strategy=gradient", "search.gradient_rl_fraction=0.5", "search.gradient_ops=reinforce",
+              "search.steps=18", "search.rl_start=0.125", "search.log_every=1", "space.layers_per_block=2",
+              "search.batch_size=8", "search.val_batch_size=8"]:
+        args += ["--set", s]
+    assert main(args) == 0
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["stage"] == "search" and r["rl_active"] and r["domain"] == "colours"]
+    first = rows[0]["step"]  # 18 steps, rl_start 1/8: learning from step 2; half of the 16 learning steps are RL's
+    assert first == 2
+    rl, grad = [r for r in rows if r["step"] < first + 8], [r for r in rows if r["step"] >= first + 8]
+    assert len(rl) == 8 and len(grad) == 8
+    assert not any("tau" in r for r in rl) and all("tau" in r for r in grad)
+    assert all(r["baseline"] is not None for r in rl[1:])  # a reward's moving average, in (0, 1]
+    assert all(0 < r["baseline"] <= 1 for r in rl[1:])
+    assert grad[0]["baseline"] is None  # reset at the switch: the op choices' baseline is a cross-entropy
+    assert all(r["baseline"] is not None and r["baseline"] > 0 for r in grad[1:])
 
 
 def test_entropy_regulariser_lowers_entropy():

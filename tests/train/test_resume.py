@@ -137,9 +137,11 @@ def test_the_same_resume_command_killed_twice_then_finished_is_bit_identical(res
 
 
 def test_gradient_single_shot_run_resumes_bit_identically(tiny_cfg, tmp_path):
-    """The gradient strategy's state (logits, their Adam, the Gumbel draws' generator) and the single-shot
-    fine-tuning (copied supernet, recalibration, the step -1 validation) resume bit for bit."""
-    cfg = apply_overrides(tiny_cfg, ["search.steps=30", "search.strategy=gradient", "train.from_supernet=true",
+    """The gradient strategy's state (logits, their Adam, the Gumbel draws' generator, the REINFORCE baselines of
+    a warm start from RL and of the op choices) and the single-shot fine-tuning (copied supernet, recalibration,
+    the step -1 validation) resume bit for bit."""
+    cfg = apply_overrides(tiny_cfg, ["search.steps=30", "search.strategy=gradient", "search.gradient_ops=reinforce",
+                                     "search.gradient_rl_fraction=0.3", "train.from_supernet=true",
                                      "train.finetune_steps=20", "train.eval_every=10", "train.recalibrate_batches=2",
                                      "checkpoint_every=3"])
     path = tmp_path / "cfg.yaml"

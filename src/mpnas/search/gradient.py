@@ -20,6 +20,17 @@ first-order step on
 The Gumbel-softmax temperature decays geometrically from `search.tau_start` to `search.tau_end`; it shapes
 only the gradient (the hard sample is a categorical draw at any temperature). Weight gradients are not
 computed during the architecture step (the supernet's parameters are frozen for it), only those of the inputs.
+
+Issue 16 found this search shrinking to the cheapest path: a gate's first-order gradient `<dL/dy, y>` leans
+towards less of any branch that does not help on the batch. Two options change that, both off by default:
+
+- `search.gradient_ops=reinforce`: the op choices (kernel, squeeze-and-excite, skip) leave the gates (held at 1)
+  and learn by REINFORCE on the same validation cross-entropy, against a moving-average baseline; only widths
+  keep the straight-through gradient. The objective is unchanged (E[CE] + cost + entropy), its estimator for
+  ops unbiased. The cost still reaches every decision through the exact expected cost.
+- `search.gradient_rl_fraction=f`: the first f of the learning steps are the paper's REINFORCE steps on the
+  MnasNet reward (every path scored before the weight step, as `search.strategy=rl`), with this strategy's
+  optimiser; the gradient step then starts from the distribution RL reached (a warm start from RL).
 """
 
 from __future__ import annotations
@@ -33,7 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpnas.search.relax import ExpectedCost, make_gates, mean_max_probability, probabilities, sample_relaxed
+from mpnas.search.controller import Controller, reinforce_step
+from mpnas.search.relax import ExpectedCost, Hard, make_gates, mean_max_probability, probabilities, sample_relaxed
 from mpnas.search.rewards import cost_loss, reward
 from mpnas.space.geometry import PathGeometry
 from mpnas.space.space import SearchSpace
@@ -70,7 +82,13 @@ class GradientSearch:
         self.lr = sc.arch_lr
         self.expected = {d: ExpectedCost(space, _cost_of(cost, d)) for d in names}
 
-    def scores(self, logging: bool, rl_active: bool) -> bool:
+    def rl_until(self, steps: int, first: int) -> int:
+        """The first step of the gradient phase: `search.gradient_rl_fraction` of the learning steps are RL's."""
+        return first + int(round(self.sc.gradient_rl_fraction * max(0, steps - first)))
+
+    def scores(self, logging: bool, rl_active: bool, step: int, steps: int, first: int) -> bool:
+        if rl_active and step < self.rl_until(steps, first):
+            return True  # REINFORCE learns from the score of every step's path
         return logging and not rl_active
 
     def extra_paths(self, state: Any, group: str, members: list[str],
@@ -80,11 +98,23 @@ class GradientSearch:
     def learn(self, state: Any, groups: dict[str, list[str]], results: dict[str, dict[str, Any]],
               val_batch: dict[str, Any], step: int, steps: int, first: int,
               statistics: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
-        """The architecture step once the controllers learn (`step`); no baseline either way."""
+        """The architecture step once the controllers learn (`step`), after the RL steps of a warm start from RL."""
+        until = self.rl_until(steps, first)
+        if first <= step < until:
+            for g, r in results.items():
+                r["baseline"] = state.baselines[g]
+                if r.get("own_draw", True):
+                    state.baselines[g] = reinforce_step(state.controllers[g], state.controller_optimizers[g],
+                                                        r["choices"], r["reward"], state.baselines[g],
+                                                        self.sc.baseline_momentum, learn=True)
+            return results
         if step >= first:
+            if step == until and until > first:  # the REINFORCE ops' baseline is a cross-entropy, not a reward
+                for g in state.baselines:
+                    state.baselines[g] = None
             results = self.step(state, groups, val_batch, step, steps, first, statistics)
         for r in results.values():
-            r["baseline"] = None
+            r.setdefault("baseline", None)
         return results
 
     def expected_cost(self, c: Any, members: list[str], result: dict[str, Any], step: int) -> float:
@@ -124,6 +154,8 @@ class GradientSearch:
             for g, members in groups.items():
                 ctrl, opt = state.controllers[g], state.controller_optimizers[g]
                 choices, hard = sample_relaxed(ctrl, tau, state.generator)
+                if sc.gradient_ops == "reinforce":
+                    hard = ops_held(ctrl, hard)
                 geo = space.geometry(space.path_from_choices(choices))
                 gates = make_gates(space, geo, choices, hard)
                 losses, sums = [], []
@@ -138,6 +170,12 @@ class GradientSearch:
                 penalty = cost_loss(sc.reward, ratio.float(), self.beta)
                 ent = ctrl.entropy_tensor()
                 loss = ce + penalty + lam * ent
+                b = state.baselines[g]  # the op choices' cross-entropy baseline (gradient_ops=reinforce)
+                if sc.gradient_ops == "reinforce":
+                    ce_value = float(ce.detach())
+                    if b is not None:  # the first step only sets the baseline
+                        loss = loss + (ce_value - b) * ops_log_prob(ctrl, choices)
+                    state.baselines[g] = ce_value if b is None else sc.baseline_momentum * b + (1 - sc.baseline_momentum) * ce_value
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 state.ranks.average_gradients(list(ctrl.parameters()))
@@ -149,10 +187,31 @@ class GradientSearch:
                 results[g] = {"quality": q, "reward": reward(sc.reward, q, rel_cost, 1.0, self.beta), "cost": rel_cost,
                               "qualities": dict(zip(members, qualities)), "top1": dict(zip(members, top1s)),
                               "choices": choices, "extra": [], "tau": tau, "entropy_weight": lam,
+                              "baseline": b if sc.gradient_ops == "reinforce" else None,
                               "arch_loss": float(loss.detach()), "expected_cost": float(ratio.detach()),
                               "max_prob": mean_max_probability(ctrl)}
         state.ranks.average_gradients([], statistics)  # the validation forwards moved batch norm's running statistics
         return results
+
+
+OP_KINDS = ("kernel", "se", "skip")  # the op choices; widths are "filters" and "expansion"
+
+
+def ops_held(controller: Controller, hard: Hard) -> Hard:
+    """`hard` with the op choices' vectors detached: their gates are exactly 1 on the chosen option and pass no
+    gradient to the logits (`search.gradient_ops=reinforce`)."""
+    kinds = {d.key: d.kind for d in controller.decisions}
+    return {k: h.detach() if kinds[k] in OP_KINDS else h for k, h in hard.items()}
+
+
+def ops_log_prob(controller: Controller, choices: dict[str, Any]) -> torch.Tensor:
+    """The log-probability of the op choices among `choices` that matter (a skipped layer's are left out, as in
+    `Controller.log_prob`): the score function of REINFORCE for the op choices."""
+    total = torch.zeros((), device=controller.logits[0].device)
+    for d, logits in zip(controller.decisions, controller.logits):
+        if d.kind in OP_KINDS and (d.skip_key is None or not choices[d.skip_key]):
+            total = total + torch.log_softmax(logits, 0)[d.options.index(choices[d.key])]
+    return total
 
 
 def _cost_of(cost: Any, domain: str) -> Callable[[PathGeometry], float]:
@@ -184,4 +243,4 @@ def scores_of(counts: torch.Tensor, quality: str) -> tuple[list[float], list[flo
     return top1s, qualities
 
 
-__all__ = ["GradientSearch", "batch_counts", "frozen", "scores_of"]
+__all__ = ["GradientSearch", "OP_KINDS", "batch_counts", "frozen", "ops_held", "ops_log_prob", "scores_of"]

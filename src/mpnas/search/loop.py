@@ -140,7 +140,7 @@ class Strategy(Protocol):
     lr: float  # the controllers' learning rate before TuNAS's end-of-search ramp
     betas: tuple[float, float]  # the controllers' Adam betas
 
-    def scores(self, logging: bool, rl_active: bool) -> bool:
+    def scores(self, logging: bool, rl_active: bool, step: int, steps: int, first: int) -> bool:
         """Whether this step's sampled path is scored on the validation batch before the weight step."""
         ...
 
@@ -176,7 +176,7 @@ class Reinforce:
         self.space, self.cost, self.targets, self.beta, self.sc = space, cost, targets, beta, sc
         self.lr = sc.controller_lr
 
-    def scores(self, logging: bool, rl_active: bool) -> bool:
+    def scores(self, logging: bool, rl_active: bool, step: int, steps: int, first: int) -> bool:
         return True
 
     def extra_paths(self, state: SearchState, group: str, members: list[str],
@@ -420,7 +420,7 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
             if warm_p > 0 and not sc.fair_sampling:
                 choices, mix = warm_up(decisions, choices, warm_p, state.warm_rng, sc.filter_warmup, sc.op_warmup)
             geo = space.geometry(space.path_from_choices(choices))
-            if strategy.scores(logging, rl_active):
+            if strategy.scores(logging, rl_active, step, steps, rl_first):
                 r = _score(supernet, geo, members, val_batch, mix, sc, cost_model, targets, beta, state)
             else:
                 r = {}
