@@ -5,6 +5,8 @@ set's stand-alone top-1, and the percentile of the path the search picked among 
     python benchmarks/search_quality.py search --methods mpnas,mpnas-gradient --seeds 0,1,2 --out runs/quality
     # issue 27's levers (LEVERS below): the same searches with a lever's overrides, into runs/quality/mpnas+<lever>
     python benchmarks/search_quality.py search --methods mpnas --levers fair,sandwich --seeds 0,1,2 --out runs/quality
+    python benchmarks/search_quality.py search --methods mpnas-gradient --levers reinforce-ops,rl-warm-0.5 --seeds 0,1,2 \
+        --out runs/quality
     # the picked paths trained alone with the set's recipe and seeds, then tau and percentiles
     python benchmarks/search_quality.py judge --rankset benchmarks/rankset/rankset.json --out runs/quality \
         --write benchmarks/rankset/quality.json
@@ -67,6 +69,9 @@ LEVERS: dict[str, list[str]] = {
     "warmup-0.25": ["search.rl_start=0.25"],
     "loo-3": ["search.samples_per_step=3"],
     "shortlist": ["search.final_candidates=8", "search.shortlist=3", "search.shortlist_steps=100"],
+    # the gradient strategy's fixes (use with --methods mpnas-gradient; they name the strategy they need)
+    "reinforce-ops": ["search.strategy=gradient", "search.gradient_ops=reinforce"],
+    "rl-warm-0.5": ["search.strategy=gradient", "search.gradient_rl_fraction=0.5"],
 }
 
 
