@@ -28,7 +28,8 @@ from mpnas.nn.merged import MultiPathModel
 from mpnas.rundir import read_architecture, read_config
 from mpnas.search.controller import Controller
 from mpnas.search.extend import Extension, ExtensionCost
-from mpnas.search.loop import warm_up
+from mpnas.errors import MpnasError
+from mpnas.search.loop import load_final_search, warm_up
 from mpnas.space.cost import geometry_cost
 from mpnas.space.extension import Frozen
 from mpnas.train.evaluate import load_trained_model
@@ -409,3 +410,15 @@ def test_a_stand_in_path_with_a_skipped_layer_can_be_unskipped_by_the_warm_up(ba
         unskipped += not warmed[skips[0]]
         space.path_from_choices(warmed)
     assert unskipped  # the warm-up did un-skip the layer, and its decisions were there
+
+
+def test_probing_an_add_domain_search_is_refused_by_file(added, base_run):
+    """The benchmarks' probes load a search's supernet as a plain `Supernet`; an add-domain search's also holds
+    RUN's frozen nodes, so the probe names the file instead of loading a wrong supernet."""
+    new, _ = added
+    arch = read_architecture(new)
+    with pytest.raises(MpnasError, match="search_state.pt: not the supernet of a plain search"):
+        load_final_search(new, arch.space, arch.num_classes)
+    base = read_architecture(base_run)  # RUN's own, plain search loads, with its trained controller
+    supernet, controllers, _ = load_final_search(base_run, base.space, base.num_classes)
+    assert set(controllers) == {"colours"} and supernet.training

@@ -484,6 +484,9 @@ def load_final_search(run_dir: FsPath, space: SearchSpace, num_classes: dict[str
     its controllers, and the whole checkpoint (`search_state.pt`), for probes and re-derivation."""
     ckpt = read_state(run_dir / SEARCH_STATE)
     supernet = Supernet(space, num_classes, dropout=0.0)
+    if set(ckpt["supernet"]) != set(supernet.state_dict()):  # e.g. an add-domain search, whose supernet holds RUN's nodes
+        raise MpnasError(f"{run_dir / SEARCH_STATE}: not the supernet of a plain search of this space and these "
+                         f"domains ({', '.join(num_classes)}); an add-domain run's search cannot be probed")
     supernet.load_state_dict(ckpt["supernet"])
     supernet.train()
     controllers = {}
