@@ -5,12 +5,13 @@ of the held-out domain, paired by seed.
     # each (held-out domain, seed) is one resumable piece; start the same command in two processes to use both cores
     python benchmarks/add_domain.py run --held-out textures,signs,mnist --seeds 0,1,2 --out runs/bench28 --threads 1
     # (--stage base runs only the five-domain runs; a later plain `run` adds the domains)
-    # stand-alone SD-NAS models of the held-out domains, same budget and seeds (SD-NAS searches and trains each
-    # domain alone, so these are the six-domain bench's SD-NAS models of those domains)
-    mpnas bench --data builtin --domains textures,signs,mnist --methods sd-nas --seeds 3 --threads 1 --resume --out runs/sd28
-    # the comparison; --full is the full six-domain MPNAS runs: an `mpnas bench` directory, or a committed bench.json
+    # the stand-alone SD-NAS model of each held-out domain: its search alone (`mpnas search --domains <held-out>`,
+    # as SD-NAS searches each domain), for its parameters; its top-1 is the full bench's SD-NAS at that seed
+    python benchmarks/add_domain.py run --stage sd --held-out textures,signs,mnist --seeds 0,1,2 --out runs/bench28
+    # the comparison; --full holds the full six-domain MPNAS runs and the SD-NAS top-1: an `mpnas bench`
+    # directory, or a committed bench.json (issue 24's end-to-end bench: same budget and seeds)
     python benchmarks/add_domain.py collect --out runs/bench28 --full benchmarks/bench-24/bench.json \
-        --sd-nas runs/sd28 --write benchmarks/bench-28
+        --write benchmarks/bench-28
 
 A piece is two commands a user would type, `mpnas run --domains <five>` and `mpnas add-domain --run ... --domains
 <held-out>`, each with `--resume`, so a killed piece continues where it stopped. After both, the old domains'
@@ -34,7 +35,8 @@ from scipy import stats
 from mpnas.baselines.bench import claimed
 from mpnas.data import iterate_split
 from mpnas.io import read_json, write_json
-from mpnas.rundir import load_data, read_architecture, read_config
+from mpnas.rundir import load_data, read_architecture, read_config, stage_finished
+from mpnas.space.cost import domain_costs
 from mpnas.train.evaluate import load_trained_model
 
 BUILTIN = ("digits", "mnist", "faces", "glyphs", "textures", "signs")
@@ -58,10 +60,16 @@ def identical_logits(base: Path, new: Path) -> dict[str, bool]:
     return out
 
 
-def run_piece(held: str, seed: int, out: Path, budget: str, threads: int, base_only: bool = False) -> None:
+def run_piece(held: str, seed: int, out: Path, budget: str, threads: int, stage: str = "all") -> None:
     piece = out / held / f"seed{seed}"
     others = ",".join(d for d in BUILTIN if d != held)
     common = ["--budget", budget, "--seed", str(seed), "--threads", str(threads), "--quiet", "--resume"]
+    if stage == "sd":
+        with claimed(piece / "sd") as mine:
+            if mine and not stage_finished(piece / "sd" / "search", "search"):
+                _mpnas("search", "--data", "builtin", "--domains", held, *common, "--out", str(piece / "sd" / "search"))
+        return
+    base_only = stage == "base"
     with claimed(piece) as mine:
         if not mine:
             print(f"{held} seed {seed}: another process has it, skipped", flush=True)
@@ -80,7 +88,7 @@ def run_piece(held: str, seed: int, out: Path, budget: str, threads: int, base_o
 def cmd_run(args: argparse.Namespace) -> None:
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a partial bench has every domain paired
         for held in args.held_out.split(","):
-            run_piece(held, seed, Path(args.out), args.budget, args.threads, args.stage == "base")
+            run_piece(held, seed, Path(args.out), args.budget, args.threads, args.stage)
 
 
 def _seconds(run: Path, stages: tuple[str, ...] = ("search", "train", "evaluate")) -> float:
@@ -113,7 +121,25 @@ def full_runs(reference: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
-def summarise(out: Path, full_ref: Path, sd_ref: Path) -> dict[str, Any]:
+def stand_alone(held: str, seed: int, piece: Path, sd_ref: Path | None, full: dict[str, Any]) -> dict[str, Any] | None:
+    """The held-out domain's SD-NAS model at `seed`: from an `mpnas bench` directory with sd-nas (trained: top-1,
+    parameters, search and training time), or else from the piece's own SD-NAS search (`run --stage sd`: its
+    parameters and search time) with the full bench's SD-NAS top-1 of that seed. None when neither is there."""
+    if sd_ref is not None:
+        sd = sd_ref / "sd-nas" / f"seed{seed}" / "domains" / held
+        if (sd / "results.json").is_file():
+            r = read_json(sd / "results.json", "results")["domains"][held]
+            return {"top1": r["top1"], "params": r["params"], "wall_s": _seconds(sd), "from": str(sd)}
+    search = piece / "sd" / "search"
+    top1 = (full.get("sd_nas_top1") or {}).get(held)
+    if top1 is None or not stage_finished(search, "search"):
+        return None
+    arch = read_architecture(search)
+    return {"top1": top1, "params": domain_costs(arch)[held].params, "wall_s": _seconds(search, ("search",)),
+            "from": f"{search} (search; top-1 of the full bench's SD-NAS)"}
+
+
+def summarise(out: Path, full_ref: Path, sd_ref: Path | None) -> dict[str, Any]:
     fulls = full_runs(full_ref)
     table: dict[str, Any] = {}
     for held_dir in sorted(p for p in out.iterdir() if p.is_dir()):
@@ -123,25 +149,25 @@ def summarise(out: Path, full_ref: Path, sd_ref: Path) -> dict[str, Any]:
                 continue
             info = read_json(piece / "piece.json", "piece")
             seed = info["seed"]
-            sd = sd_ref / "sd-nas" / f"seed{seed}" / "domains" / held
-            if seed not in fulls or not (sd / "results.json").is_file():
+            if seed not in fulls:
+                continue
+            full = fulls[seed]
+            sd_r = stand_alone(held, seed, piece, sd_ref, full)
+            if sd_r is None:
                 continue
             added = read_json(piece / "added" / "results.json", "results")
             arch = read_architecture(piece / "added")
-            full, sd_r = fulls[seed], read_json(sd / "results.json", "results")
             rows.append({
                 "seed": seed,
                 "top1": {"add_domain": added["domains"][held]["top1"], "full": full["top1"][held],
-                         "sd_nas": sd_r["domains"][held]["top1"]},
+                         "sd_nas": sd_r["top1"]},
                 "added_params": arch.meta["added"]["added_params"],
-                "sd_nas_params": sd_r["domains"][held]["params"],
+                "sd_nas_params": sd_r["params"], "sd_nas_from": sd_r["from"],
                 "reused_nodes": len(arch.meta["added"]["domains"][held]["reused_nodes"]),
                 "new_nodes": len(arch.meta["added"]["domains"][held]["new_nodes"]),
                 "wall_s": {"add_domain": round(_seconds(piece / "added"), 1), "base": round(_seconds(piece / "base"), 1),
-                           "full": round(full["wall_s"], 1), "sd_nas": round(_seconds(sd), 1)},
+                           "full": round(full["wall_s"], 1), "sd_nas": round(sd_r["wall_s"], 1)},
                 "old_logits_identical": all(info["old_logits_identical"].values()),
-                # the same SD-NAS model in the full bench, where it has one: a check that the reference reproduces
-                "sd_nas_top1_in_full_bench": (full.get("sd_nas_top1") or {}).get(held),
             })
         if not rows:
             continue
@@ -160,7 +186,7 @@ def summarise(out: Path, full_ref: Path, sd_ref: Path) -> dict[str, Any]:
                         "params_at_most_half_sd_nas": max(ratio) <= 0.5,
                         "wall_at_most_0.4x_full": max(time_ratio) <= 0.4},
         }
-    return {"full": str(full_ref), "sd_nas": str(sd_ref), "held_out": table}
+    return {"full": str(full_ref), "sd_nas": str(sd_ref) if sd_ref else "each piece's sd/search", "held_out": table}
 
 
 def markdown(summary: dict[str, Any], command: str) -> str:
@@ -190,7 +216,7 @@ def markdown(summary: dict[str, Any], command: str) -> str:
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    summary = summarise(Path(args.out), Path(args.full), Path(args.sd_nas or args.full))
+    summary = summarise(Path(args.out), Path(args.full), Path(args.sd_nas) if args.sd_nas else None)
     text = markdown(summary, " ".join(["python benchmarks/add_domain.py", *sys.argv[1:]]))
     print(text)
     if args.write:
@@ -209,14 +235,16 @@ def main() -> None:
     p.add_argument("--budget", default="default")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
-    p.add_argument("--stage", choices=("base", "all"), default="all",
-                   help="base: only the five-domain runs (the long part), so add-domain can be changed and run after")
+    p.add_argument("--stage", choices=("base", "all", "sd"), default="all",
+                   help="base: only the five-domain runs (the long part), so add-domain can be changed and run after; "
+                        "sd: only the stand-alone SD-NAS searches of the held-out domains")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("collect")
     p.add_argument("--out", required=True)
     p.add_argument("--full", required=True,
                    help="the full six-domain MPNAS runs: an `mpnas bench` directory or a bench.json")
-    p.add_argument("--sd-nas", default=None, help="an `mpnas bench` directory with sd-nas (default: --full's)")
+    p.add_argument("--sd-nas", default=None,
+                   help="an `mpnas bench` directory with sd-nas (default: each piece's `run --stage sd` search)")
     p.add_argument("--write", default=None)
     p.set_defaults(func=cmd_collect)
     args = parser.parse_args()
