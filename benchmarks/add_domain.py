@@ -5,11 +5,11 @@ of the held-out domain, paired by seed.
     # each (held-out domain, seed) is one resumable piece; start the same command in two processes to use both cores
     python benchmarks/add_domain.py run --held-out textures,signs,mnist --seeds 0,1,2 --out runs/bench28 --threads 1
     # (--stage base runs only the five-domain runs; a later plain `run` adds the domains)
-    # the stand-alone SD-NAS model of each held-out domain: its search alone (`mpnas search --domains <held-out>`,
-    # as SD-NAS searches each domain), for its parameters; its top-1 is the full bench's SD-NAS at that seed
+    # the stand-alone SD-NAS model of each held-out domain: `mpnas run --domains <held-out>`, searched and trained
+    # alone, as SD-NAS does each domain
     python benchmarks/add_domain.py run --stage sd --held-out textures,signs,mnist --seeds 0,1,2 --out runs/bench28
-    # the comparison; --full holds the full six-domain MPNAS runs and the SD-NAS top-1: an `mpnas bench`
-    # directory, or a committed bench.json (issue 24's end-to-end bench: same budget and seeds)
+    # the comparison; --full holds the full six-domain MPNAS runs: an `mpnas bench` directory, or a committed
+    # bench.json (issue 24's end-to-end bench: same budget and seeds)
     python benchmarks/add_domain.py collect --out runs/bench28 --full benchmarks/bench-24/bench.json \
         --write benchmarks/bench-28
 
@@ -35,8 +35,7 @@ from scipy import stats
 from mpnas.baselines.bench import claimed
 from mpnas.data import iterate_split
 from mpnas.io import read_json, write_json
-from mpnas.rundir import load_data, read_architecture, read_config, stage_finished
-from mpnas.space.cost import domain_costs
+from mpnas.rundir import load_data, read_architecture, read_config
 from mpnas.train.evaluate import load_trained_model
 
 BUILTIN = ("digits", "mnist", "faces", "glyphs", "textures", "signs")
@@ -65,9 +64,11 @@ def run_piece(held: str, seed: int, out: Path, budget: str, threads: int, stage:
     others = ",".join(d for d in BUILTIN if d != held)
     common = ["--budget", budget, "--seed", str(seed), "--threads", str(threads), "--quiet", "--resume"]
     if stage == "sd":
+        # the SD-NAS model: the domain searched alone, then trained from scratch (`mpnas run` of one domain); its
+        # directory keeps the name of its first stage, which the bench once ran alone
         with claimed(piece / "sd") as mine:
-            if mine and not stage_finished(piece / "sd" / "search", "search"):
-                _mpnas("search", "--data", "builtin", "--domains", held, *common, "--out", str(piece / "sd" / "search"))
+            if mine and not (piece / "sd" / "search" / "results.json").is_file():
+                _mpnas("run", "--data", "builtin", "--domains", held, *common, "--out", str(piece / "sd" / "search"))
         return
     base_only = stage == "base"
     with claimed(piece) as mine:
@@ -122,21 +123,18 @@ def full_runs(reference: Path) -> dict[int, dict[str, Any]]:
 
 
 def stand_alone(held: str, seed: int, piece: Path, sd_ref: Path | None, full: dict[str, Any]) -> dict[str, Any] | None:
-    """The held-out domain's SD-NAS model at `seed`: from an `mpnas bench` directory with sd-nas (trained: top-1,
-    parameters, search and training time), or else from the piece's own SD-NAS search (`run --stage sd`: its
-    parameters and search time) with the full bench's SD-NAS top-1 of that seed. None when neither is there."""
-    if sd_ref is not None:
+    """The held-out domain's SD-NAS model at `seed` (top-1, parameters, search and training time): from an `mpnas
+    bench` directory with sd-nas, or else the piece's own (`run --stage sd`); None when neither is there. Beside
+    it, the full bench's SD-NAS top-1 of that domain and seed, where it has one (a separate run of the same
+    method, budget and seed)."""
+    sd = piece / "sd" / "search"
+    if sd_ref is not None and (sd_ref / "sd-nas" / f"seed{seed}" / "domains" / held / "results.json").is_file():
         sd = sd_ref / "sd-nas" / f"seed{seed}" / "domains" / held
-        if (sd / "results.json").is_file():
-            r = read_json(sd / "results.json", "results")["domains"][held]
-            return {"top1": r["top1"], "params": r["params"], "wall_s": _seconds(sd), "from": str(sd)}
-    search = piece / "sd" / "search"
-    top1 = (full.get("sd_nas_top1") or {}).get(held)
-    if top1 is None or not stage_finished(search, "search"):
+    if not (sd / "results.json").is_file():
         return None
-    arch = read_architecture(search)
-    return {"top1": top1, "params": domain_costs(arch)[held].params, "wall_s": _seconds(search, ("search",)),
-            "from": f"{search} (search; top-1 of the full bench's SD-NAS)"}
+    r = read_json(sd / "results.json", "results")["domains"][held]
+    return {"top1": r["top1"], "params": r["params"], "wall_s": _seconds(sd), "from": str(sd),
+            "top1_in_full_bench": (full.get("sd_nas_top1") or {}).get(held)}
 
 
 def summarise(out: Path, full_ref: Path, sd_ref: Path | None) -> dict[str, Any]:
@@ -163,6 +161,7 @@ def summarise(out: Path, full_ref: Path, sd_ref: Path | None) -> dict[str, Any]:
                          "sd_nas": sd_r["top1"]},
                 "added_params": arch.meta["added"]["added_params"],
                 "sd_nas_params": sd_r["params"], "sd_nas_from": sd_r["from"],
+                "sd_nas_top1_in_full_bench": sd_r["top1_in_full_bench"],
                 "reused_nodes": len(arch.meta["added"]["domains"][held]["reused_nodes"]),
                 "new_nodes": len(arch.meta["added"]["domains"][held]["new_nodes"]),
                 "wall_s": {"add_domain": round(_seconds(piece / "added"), 1), "base": round(_seconds(piece / "base"), 1),
