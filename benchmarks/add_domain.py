@@ -8,6 +8,9 @@ of the held-out domain, paired by seed.
     # the stand-alone SD-NAS model of each held-out domain: `mpnas run --domains <held-out>`, searched and trained
     # alone, as SD-NAS does each domain
     python benchmarks/add_domain.py run --stage sd --held-out textures,signs,mnist --seeds 0,1,2 --out runs/bench28
+    # a variant of add-domain on the same five-domain runs (e.g. another parameter cap), collected with --variant
+    python benchmarks/add_domain.py run --stage variant --variant budget-1 --set add_domain.params_budget=1.0 \
+        --held-out textures,signs,mnist --seeds 0,1,2 --out runs/bench28
     # the comparison; --full holds the full six-domain MPNAS runs: an `mpnas bench` directory, or a committed
     # bench.json (issue 24's end-to-end bench: same budget and seeds)
     python benchmarks/add_domain.py collect --out runs/bench28 --full benchmarks/bench-24/bench.json \
@@ -59,10 +62,32 @@ def identical_logits(base: Path, new: Path) -> dict[str, bool]:
     return out
 
 
-def run_piece(held: str, seed: int, out: Path, budget: str, threads: int, stage: str = "all") -> None:
+def run_variant(piece: Path, held: str, seed: int, name: str, sets: list[str], common: list[str]) -> None:
+    """Add the held-out domain again to the piece's finished five-domain run with `--set` overrides (a variant of
+    add-domain, e.g. another `add_domain.params_budget`), into `variant-<name>/added`."""
+    home = piece / f"variant-{name}"
+    if not (piece / "base" / "results.json").is_file():
+        print(f"{held} seed {seed}: no finished five-domain run yet, variant {name} skipped", flush=True)
+        return
+    with claimed(home) as mine:
+        if not mine or (home / "piece.json").is_file():
+            return
+        extra = [a for kv in sets for a in ("--set", kv)]
+        _mpnas("add-domain", "--run", str(piece / "base"), "--domains", held, *common, *extra, "--out", str(home / "added"))
+        write_json(home / "piece.json", {"held_out": held, "seed": seed, "variant": name, "sets": sets,
+                                         "old_logits_identical": identical_logits(piece / "base", home / "added")})
+        print(f"{held} seed {seed}: variant {name} done", flush=True)
+
+
+def run_piece(held: str, seed: int, out: Path, budget: str, threads: int, stage: str = "all",
+              variant: str | None = None, sets: list[str] | None = None) -> None:
     piece = out / held / f"seed{seed}"
     others = ",".join(d for d in BUILTIN if d != held)
     common = ["--budget", budget, "--seed", str(seed), "--threads", str(threads), "--quiet", "--resume"]
+    if stage == "variant":
+        assert variant, "--stage variant needs --variant"
+        run_variant(piece, held, seed, variant, sets or [], common)
+        return
     if stage == "sd":
         # the SD-NAS model: the domain searched alone, then trained from scratch (`mpnas run` of one domain); its
         # directory keeps the name of its first stage, which the bench once ran alone
@@ -89,7 +114,7 @@ def run_piece(held: str, seed: int, out: Path, budget: str, threads: int, stage:
 def cmd_run(args: argparse.Namespace) -> None:
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a partial bench has every domain paired
         for held in args.held_out.split(","):
-            run_piece(held, seed, Path(args.out), args.budget, args.threads, args.stage)
+            run_piece(held, seed, Path(args.out), args.budget, args.threads, args.stage, args.variant, args.set)
 
 
 def _seconds(run: Path, stages: tuple[str, ...] = ("search", "train", "evaluate")) -> float:
@@ -137,15 +162,16 @@ def stand_alone(held: str, seed: int, piece: Path, sd_ref: Path | None, full: di
             "top1_in_full_bench": (full.get("sd_nas_top1") or {}).get(held)}
 
 
-def summarise(out: Path, full_ref: Path, sd_ref: Path | None) -> dict[str, Any]:
+def summarise(out: Path, full_ref: Path, sd_ref: Path | None, variant: str | None = None) -> dict[str, Any]:
     fulls = full_runs(full_ref)
     table: dict[str, Any] = {}
     for held_dir in sorted(p for p in out.iterdir() if p.is_dir()):
         held, rows = held_dir.name, []
         for piece in sorted(held_dir.glob("seed*")):
-            if not (piece / "piece.json").is_file():
+            home = piece / f"variant-{variant}" if variant else piece
+            if not (home / "piece.json").is_file():
                 continue
-            info = read_json(piece / "piece.json", "piece")
+            info = read_json(home / "piece.json", "piece")
             seed = info["seed"]
             if seed not in fulls:
                 continue
@@ -153,8 +179,8 @@ def summarise(out: Path, full_ref: Path, sd_ref: Path | None) -> dict[str, Any]:
             sd_r = stand_alone(held, seed, piece, sd_ref, full)
             if sd_r is None:
                 continue
-            added = read_json(piece / "added" / "results.json", "results")
-            arch = read_architecture(piece / "added")
+            added = read_json(home / "added" / "results.json", "results")
+            arch = read_architecture(home / "added")
             rows.append({
                 "seed": seed,
                 "top1": {"add_domain": added["domains"][held]["top1"], "full": full["top1"][held],
@@ -164,7 +190,7 @@ def summarise(out: Path, full_ref: Path, sd_ref: Path | None) -> dict[str, Any]:
                 "sd_nas_top1_in_full_bench": sd_r["top1_in_full_bench"],
                 "reused_nodes": len(arch.meta["added"]["domains"][held]["reused_nodes"]),
                 "new_nodes": len(arch.meta["added"]["domains"][held]["new_nodes"]),
-                "wall_s": {"add_domain": round(_seconds(piece / "added"), 1), "base": round(_seconds(piece / "base"), 1),
+                "wall_s": {"add_domain": round(_seconds(home / "added"), 1), "base": round(_seconds(piece / "base"), 1),
                            "full": round(full["wall_s"], 1), "sd_nas": round(sd_r["wall_s"], 1)},
                 "old_logits_identical": all(info["old_logits_identical"].values()),
             })
@@ -185,11 +211,13 @@ def summarise(out: Path, full_ref: Path, sd_ref: Path | None) -> dict[str, Any]:
                         "params_at_most_half_sd_nas": max(ratio) <= 0.5,
                         "wall_at_most_0.4x_full": max(time_ratio) <= 0.4},
         }
-    return {"full": str(full_ref), "sd_nas": str(sd_ref) if sd_ref else "each piece's sd/search", "held_out": table}
+    return {"full": str(full_ref), "sd_nas": str(sd_ref) if sd_ref else "each piece's sd/search", "variant": variant,
+            "held_out": table}
 
 
 def markdown(summary: dict[str, Any], command: str) -> str:
-    lines = ["# Adding a domain to a trained model (issue 28)", "", f"`{command}`", "",
+    title = "# Adding a domain to a trained model (issue 28)" + (f", variant `{summary['variant']}`" if summary.get("variant") else "")
+    lines = [title, "", f"`{command}`", "",
              "Per held-out domain, mean over seeds (paired by seed; 95% t interval). `full` is MPNAS on all six "
              f"domains (from `{summary['full']}`), `sd-nas` a stand-alone searched model of the held-out domain "
              f"(from `{summary['sd_nas']}`), at the same budget and seeds.", "",
@@ -215,7 +243,7 @@ def markdown(summary: dict[str, Any], command: str) -> str:
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    summary = summarise(Path(args.out), Path(args.full), Path(args.sd_nas) if args.sd_nas else None)
+    summary = summarise(Path(args.out), Path(args.full), Path(args.sd_nas) if args.sd_nas else None, args.variant)
     text = markdown(summary, " ".join(["python benchmarks/add_domain.py", *sys.argv[1:]]))
     print(text)
     if args.write:
@@ -234,9 +262,12 @@ def main() -> None:
     p.add_argument("--budget", default="default")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
-    p.add_argument("--stage", choices=("base", "all", "sd"), default="all",
+    p.add_argument("--variant", default=None, help="with --stage variant: its name (variant-<name>/ in each piece)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with --stage variant: add-domain's overrides")
+    p.add_argument("--stage", choices=("base", "all", "sd", "variant"), default="all",
                    help="base: only the five-domain runs (the long part), so add-domain can be changed and run after; "
-                        "sd: only the stand-alone SD-NAS searches of the held-out domains")
+                        "sd: only the stand-alone SD-NAS models of the held-out domains; variant: add-domain again "
+                        "on each finished five-domain run, with --set")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("collect")
     p.add_argument("--out", required=True)
@@ -245,6 +276,7 @@ def main() -> None:
     p.add_argument("--sd-nas", default=None,
                    help="an `mpnas bench` directory with sd-nas (default: each piece's `run --stage sd` search)")
     p.add_argument("--write", default=None)
+    p.add_argument("--variant", default=None, help="collect a `run --stage variant` variant instead of the plain add-domain")
     p.set_defaults(func=cmd_collect)
     args = parser.parse_args()
     args.func(args)
