@@ -39,6 +39,9 @@ from mpnas.baselines.bench import claimed
 from mpnas.data import iterate_split
 from mpnas.io import read_json, write_json
 from mpnas.rundir import load_data, read_architecture, read_config
+from mpnas.search.controller import Controller
+from mpnas.search.extend import ExtensionCost
+from mpnas.space.extension import Frozen
 from mpnas.train.evaluate import load_trained_model
 
 BUILTIN = ("digits", "mnist", "faces", "glyphs", "textures", "signs")
@@ -253,6 +256,29 @@ def cmd_collect(args: argparse.Namespace) -> None:
         (dest / "bench.md").write_text(text)
 
 
+def cmd_admitted(args: argparse.Namespace) -> None:
+    """How often a uniform controller's draw may be trained for the held-out domain on a finished piece's base run:
+    it fits RUN's modules, and it also keeps to the parameter cap; and the chance that all of a step's `tries`
+    draws fail, so that a trained domain's path stands in and REINFORCE learns nothing from the step."""
+    for held in args.held_out.split(","):
+        piece = Path(args.out) / held / f"seed{args.seed}"
+        base = read_architecture(piece / "base")
+        frozen = Frozen.of(base)
+        classes = read_architecture(piece / "added").num_classes[held]  # the held-out domain's, from the piece's add
+        cost = ExtensionCost(base.space, {held: classes}, frozen, args.params_budget)
+        ctrl, gen = Controller(base.space), torch.Generator().manual_seed(0)
+        fits = admitted = 0
+        for _ in range(args.draws):
+            geo = base.space.geometry(base.space.path_from_choices(ctrl.sample(gen)))
+            ok = frozen.fits(geo)
+            fits += ok
+            admitted += ok and cost.added(held, geo) <= cost.budget
+        f, a = fits / args.draws, admitted / args.draws
+        print(f"{held} seed {args.seed}: fits {f:.4f}, fits and within the cap {a:.4f} "
+              f"(cap {cost.budget:,} parameters); all {args.tries} draws fail: {(1 - f) ** args.tries:.3f} without the "
+              f"cap, {(1 - a) ** args.tries:.3f} with it")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -269,6 +295,14 @@ def main() -> None:
                         "sd: only the stand-alone SD-NAS models of the held-out domains; variant: add-domain again "
                         "on each finished five-domain run, with --set")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("admitted", help="how often a uniform controller's draw is admitted on a piece's base run")
+    p.add_argument("--out", required=True)
+    p.add_argument("--held-out", default="textures,signs,mnist")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--params-budget", type=float, default=0.5)
+    p.add_argument("--draws", type=int, default=2000)
+    p.add_argument("--tries", type=int, default=64)
+    p.set_defaults(func=cmd_admitted)
     p = sub.add_parser("collect")
     p.add_argument("--out", required=True)
     p.add_argument("--full", required=True,
