@@ -128,7 +128,7 @@ def _seconds(run: Path, stages: tuple[str, ...] = ("search", "train", "evaluate"
 def _interval(diffs: list[float]) -> list[float] | None:
     if len(diffs) < 2:
         return None
-    half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * statistics.stdev(diffs) / math.sqrt(len(diffs))
     m = statistics.mean(diffs)
     return [round(m - half, 3), round(m + half, 3)]
 
@@ -196,6 +196,9 @@ def summarise(out: Path, full_ref: Path, sd_ref: Path | None, variant: str | Non
                 "wall_s": {"add_domain": round(_seconds(home / "added"), 1), "base": round(_seconds(piece / "base"), 1),
                            "full": round(full["wall_s"], 1), "sd_nas": round(sd_r["wall_s"], 1)},
                 "old_logits_identical": all(info["old_logits_identical"].values()),
+                # a trained domain whose path the new domain took whole (the stand-in of a search whose own draws
+                # never kept to the cap), or None
+                "took_path_of": next((d for d in arch.domains if d != held and arch.paths[d] == arch.paths[held]), None),
             })
         if not rows:
             continue
@@ -232,16 +235,17 @@ def markdown(summary: dict[str, Any], command: str) -> str:
         mean = lambda k: statistics.mean(r["top1"][k] for r in rows)  # noqa: E731
         ci = t["add_minus_full"]["ci95"]
         lines.append(f"| {held} | {len(rows)} | {mean('add_domain'):.2f} | {mean('full'):.2f} | "
-                     f"{t['add_minus_full']['mean']:+.2f} {ci if ci else ''} | {mean('sd_nas'):.2f} | "
+                     f"{t['add_minus_full']['mean']:+.2f} {f'[{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else ''} | {mean('sd_nas'):.2f} | "
                      f"{t['params_vs_sd_nas']:.3f} | {t['wall_vs_full']:.3f} | {t['old_logits_identical']} |")
     lines += ["", "Per seed:", "", "| held out | seed | add | full | SD-NAS | added params | SD-NAS params | reused / new "
-              "nodes | wall add / base / full (s) |", "|---|---|---|---|---|---|---|---|---|"]
+              "nodes | took the path of | wall add / base / full (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for held, t in summary["held_out"].items():
         for r in t["rows"]:
             w = r["wall_s"]
             lines.append(f"| {held} | {r['seed']} | {r['top1']['add_domain']:.2f} | {r['top1']['full']:.2f} | "
                          f"{r['top1']['sd_nas']:.2f} | {r['added_params']:,} | {r['sd_nas_params']:,} | "
-                         f"{r['reused_nodes']} / {r['new_nodes']} | {w['add_domain']:.0f} / {w['base']:.0f} / {w['full']:.0f} |")
+                         f"{r['reused_nodes']} / {r['new_nodes']} | {r['took_path_of'] or '-'} | "
+                         f"{w['add_domain']:.0f} / {w['base']:.0f} / {w['full']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
