@@ -30,7 +30,11 @@ def _draw(kind: str, label: int, rng: np.random.Generator) -> np.ndarray:
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ROOT/<domain>/<split>/<class>/<image>: 'colours' (3 classes, no val: carved from train) and 'bars' (3)."""
-    root = tmp_path_factory.mktemp("tiny-data")
+    return write_tiny_data(tmp_path_factory.mktemp("tiny-data"))
+
+
+def write_tiny_data(root: Path) -> Path:
+    """The tiny data set under `root` (also written by `tests/golden/tiny_run.py`)."""
     rng = np.random.default_rng(0)
     for domain, splits in (("colours", {"train": 14, "test": 4}), ("bars", {"train": 10, "val": 4, "test": 4})):
         for split, n in splits.items():

@@ -18,11 +18,9 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import _draw  # noqa: E402  (the tiny data of every test)
+from conftest import write_tiny_data  # noqa: E402  (the tiny data of every test)
 
 from mpnas.cli import main  # noqa: E402
 from mpnas.config import dump_yaml, resolve_config  # noqa: E402
@@ -34,14 +32,7 @@ OVERRIDES = ["search.steps=6", "search.batch_size=8", "search.val_batch_size=8",
 
 def observe() -> dict:
     tmp = Path(tempfile.mkdtemp())
-    root, rng = tmp / "data", np.random.default_rng(0)  # conftest's tiny_root
-    for domain, splits in (("colours", {"train": 14, "test": 4}), ("bars", {"train": 10, "val": 4, "test": 4})):
-        for split, n in splits.items():
-            for label in range(3):
-                for i in range(n):
-                    path = root / domain / split / f"class{label}" / f"{i}.png"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(_draw(domain, label, rng)).save(path)
+    root = write_tiny_data(tmp / "data")  # conftest's tiny_root
     cfg = resolve_config("quick", overrides=OVERRIDES, **{"data.spec": f"folder:{root}", "data.resolution": 16,
                                                           "data.cache_dir": str(tmp / "cache")})
     (tmp / "cfg.yaml").write_text(dump_yaml(cfg))
