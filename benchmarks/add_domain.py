@@ -88,8 +88,7 @@ def run_piece(held: str, seed: int, out: Path, budget: str, threads: int, stage:
     others = ",".join(d for d in BUILTIN if d != held)
     common = ["--budget", budget, "--seed", str(seed), "--threads", str(threads), "--quiet", "--resume"]
     if stage == "variant":
-        assert variant, "--stage variant needs --variant"
-        run_variant(piece, held, seed, variant, sets or [], common)
+        run_variant(piece, held, seed, variant or "", sets or [], common)
         return
     if stage == "sd":
         # the SD-NAS model: the domain searched alone, then trained from scratch (`mpnas run` of one domain); its
@@ -115,6 +114,8 @@ def run_piece(held: str, seed: int, out: Path, budget: str, threads: int, stage:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    if args.stage == "variant" and not args.variant:
+        raise SystemExit("--stage variant needs --variant NAME (and its --set overrides)")
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a partial bench has every domain paired
         for held in args.held_out.split(","):
             run_piece(held, seed, Path(args.out), args.budget, args.threads, args.stage, args.variant, args.set)
