@@ -199,6 +199,26 @@ def judge(out: Path, the_set: dict[str, Any], batches: int) -> dict[str, Any]:
             per_domain[d] = cell
         result["methods"].setdefault(method, {})[str(seed)] = per_domain
         result.setdefault("search", {}).setdefault(method, {})[str(seed)] = search_facts(run)
+    return summarize(result, the_set)
+
+
+def merged(old: dict[str, Any], new: dict[str, Any], the_set: dict[str, Any]) -> dict[str, Any]:
+    """`new`'s judged (method, seed) cells over `old`'s: run directories do not outlive a machine, so a lever table
+    grows across sessions in its committed file, one finished search at a time. Both must use the same batches."""
+    if old.get("batches") != new["batches"]:
+        raise SystemExit(f"--write holds a judge over {old.get('batches')} batches, this one uses {new['batches']}")
+    out: dict[str, Any] = {"batches": new["batches"], "methods": {}, "search": {}}
+    for key in ("methods", "search"):
+        for source in (old, new):
+            for method, seeds in source.get(key, {}).items():
+                out[key].setdefault(method, {}).update(seeds)
+    return summarize(out, the_set)
+
+
+def summarize(result: dict[str, Any], the_set: dict[str, Any]) -> dict[str, Any]:
+    """Per method: mean and least tau per set domain, mean percentile where picked paths were trained, and the
+    search's mean wall time and final entropy where its facts were recorded."""
+    result["summary"] = {}
     for method, runs in result["methods"].items():
         summary: dict[str, Any] = {}
         for d in the_set["domains"]:
@@ -208,10 +228,12 @@ def judge(out: Path, the_set: dict[str, Any], batches: int) -> dict[str, Any]:
                           **({"percentile_mean": round(statistics.mean(pct), 2)} if pct else {})}
         all_pct = [v["percentile_mean"] for v in summary.values() if "percentile_mean" in v]
         summary["percentile_mean_over_domains"] = round(statistics.mean(all_pct), 2) if all_pct else None
-        facts = list(result["search"][method].values())
-        summary["search_s_mean"] = round(statistics.mean(f["search_s"] for f in facts), 1)
-        summary["entropy_mean"] = round(statistics.mean(v for f in facts for v in f["entropy"].values()), 3)
-        result.setdefault("summary", {})[method] = summary
+        summary["seeds"] = len(runs)
+        facts = list(result.get("search", {}).get(method, {}).values())
+        if facts:
+            summary["search_s_mean"] = round(statistics.mean(f["search_s"] for f in facts), 1)
+            summary["entropy_mean"] = round(statistics.mean(v for f in facts for v in f["entropy"].values()), 3)
+        result["summary"][method] = summary
     return result
 
 
@@ -298,6 +320,8 @@ def cmd_judge(args: argparse.Namespace) -> None:
     if not args.no_train:
         train_picked(args.out, the_set, args.threads)
     result = judge(args.out, the_set, args.batches)
+    if args.write and args.merge and args.write.is_file():
+        result = merged(read_json(args.write, "judged file"), result, the_set)
     for method, s in result.get("summary", {}).items():
         print(method, s)
     if args.write:
@@ -322,6 +346,8 @@ def main() -> None:
     j.add_argument("--threads", type=int, default=1)
     j.add_argument("--no-train", action="store_true", help="only judge (the picked paths' pieces already trained)")
     j.add_argument("--write", type=Path, default=None)
+    j.add_argument("--merge", action="store_true",
+                   help="keep --write's judged (method, seed) cells that this --out no longer holds")
     j.add_argument("--figure", type=Path, default=None, help="draw scores against stand-alone top-1 (PNG)")
     sd = sub.add_parser("judge-sd", help="judge SD-NAS's per-domain supernets of an `mpnas bench` directory")
     sd.add_argument("--bench", type=Path, required=True)

@@ -341,75 +341,40 @@ def test_the_space_defaults_to_runs_own(cfg_file, tmp_path, capsys):
     assert read_architecture(tmp_path / "new").space.name == "default-4x4"
 
 
-def test_a_path_that_does_not_fit_is_never_drawn_or_chosen(base_run):
+def test_a_path_that_does_not_fit_or_breaks_the_cap_is_never_drawn_or_chosen(base_run):
+    """The new domain's controller is masked (`Admissible`): even one that prefers the widest options, which no
+    trained module can run, draws and returns only admitted paths, and it draws them itself (every draw is one
+    REINFORCE learns from; the earlier redraw-then-stand-in scheme mostly learnt nothing)."""
     base_arch = read_architecture(base_run)
     frozen, space = Frozen.of(base_arch), base_arch.space
-    ctrl = Controller(space)
-    with torch.no_grad():  # a controller that prefers paths no trained module can run
-        for logits in ctrl.logits:
-            logits[-1] += 5.0
     gen = torch.Generator().manual_seed(0)
-    assert not frozen.fits(space.geometry(ctrl.most_likely_path()))
-    ext = Extension(frozen, _model(base_run), {"bars": 3}, params_budget=100.0, tries=0)  # no draw is tried: a
-    choices, own = ext.draw(ctrl, gen, "bars")  # trained domain's path stands in, not the controller's
-    assert not own and space.path_from_choices(choices) in ext.fallbacks()
-    assert set(choices) == {d.key for d in space.decisions()}  # whole, so the warm-up can un-skip any layer
-    for p in (0.5, 1.0):
-        warmed, _ = warm_up(space.decisions(), choices, p, random.Random(1))
-        space.path_from_choices(warmed)
-    ext = Extension(frozen, _model(base_run), {"bars": 3}, params_budget=100.0, tries=64)
-    for _ in range(5):
-        choices, own = ext.draw(ctrl, gen, "bars")
-        assert frozen.fits(space.geometry(space.path_from_choices(choices)))
-    best = ext.most_likely_fitting(ctrl, gen, "bars")
-    assert frozen.fits(space.geometry(best))
-    with torch.no_grad():
-        assert float(ctrl.log_prob(space.choices_of(best))) >= max(float(ctrl.log_prob(space.choices_of(p)))
-                                                                 for p in ext.fallbacks())
-
-
-def test_a_path_over_the_parameter_cap_is_never_drawn_or_chosen(base_run):
-    base_arch = read_architecture(base_run)
-    frozen, space = Frozen.of(base_arch), base_arch.space
-    ctrl, gen = Controller(space), torch.Generator().manual_seed(0)
     roomy = Extension(frozen, _model(base_run), {"bars": 3}, params_budget=100.0)
     tight = Extension(frozen, _model(base_run), {"bars": 3}, params_budget=0.3)
-    drawn = [roomy.draw(ctrl, gen, "bars")[0] for _ in range(40)]
-    added = [tight.costs.added("bars", space.geometry(space.path_from_choices(c))) for c in drawn]
-    assert min(added) <= tight.costs.budget < max(added)  # the cap bites: some of the uncapped draws exceed it
-    for _ in range(20):
-        choices, own = tight.draw(ctrl, gen, "bars")
-        geo = space.geometry(space.path_from_choices(choices))
-        assert tight.costs.added("bars", geo) <= tight.costs.budget or not own
-    best = tight.most_likely_fitting(ctrl, gen, "bars")
-    assert tight.admits("bars", best) or best in tight.fallbacks()
-    nothing = Extension(frozen, _model(base_run), {"bars": 3}, params_budget=1e-9)  # no path adds under 1 parameter
-    choices, own = nothing.draw(ctrl, gen, "bars")
-    assert not own and space.path_from_choices(choices) in nothing.fallbacks()
-
-
-def test_a_stand_in_path_with_a_skipped_layer_can_be_unskipped_by_the_warm_up(base_run):
-    """The stand-in is a trained domain's path; where it skips a layer, `choices_of` lacks that layer's decisions,
-    which the warm-up needs when it un-skips the layer (a bench piece crashed with KeyError on them)."""
-    base_arch = read_architecture(base_run)
-    space = base_arch.space
-    choices = space.choices_of(base_arch.paths["colours"])
-    skips = [d.key for d in space.decisions() if d.kind == "skip"]
-    assert skips
-    choices[skips[0]] = True
-    skipped = space.path_from_choices(choices)
-    arch = Frozen.of(base_arch).combined({}, {})
-    arch.paths["colours"] = skipped
-    frozen = Frozen.of(arch)
-    ext = Extension(frozen, _model(base_run), {"bars": 3}, tries=0)
-    stand_in, own = ext.draw(Controller(space), torch.Generator().manual_seed(0), "bars")
-    assert not own and space.path_from_choices(stand_in) == skipped
-    unskipped = 0
-    for seed in range(20):
-        warmed, _ = warm_up(space.decisions(), stand_in, 1.0, random.Random(seed))
-        unskipped += not warmed[skips[0]]
-        space.path_from_choices(warmed)
-    assert unskipped  # the warm-up did un-skip the layer, and its decisions were there
+    plain = Controller(space)
+    with torch.no_grad():
+        for logits in plain.logits:
+            logits[-1] += 5.0
+    assert not frozen.fits(space.geometry(plain.most_likely_path()))
+    uncapped = [plain.sample(gen) for _ in range(40)]
+    added = [tight.costs.added("bars", space.geometry(space.path_from_choices(c))) for c in uncapped]
+    assert max(added) > tight.costs.budget  # the cap bites on what an unmasked controller draws
+    for ext in (roomy, tight):
+        ctrl = ext.controller(space, "bars")
+        ctrl.load_state_dict(plain.state_dict())
+        for _ in range(20):
+            choices = ctrl.sample(gen)
+            assert ext.admits("bars", space.path_from_choices(choices))
+            for p in (0.5, 1.0):  # whole, so the warm-up can un-skip any layer
+                warmed, _ = warm_up(space.decisions(), choices, p, random.Random(1))
+                space.path_from_choices(warmed)
+        assert ext.admits("bars", ctrl.most_likely_path())
+    # a cap below every path: the draws add the least any fitting path can
+    nothing = Extension(frozen, _model(base_run), {"bars": 3}, params_budget=1e-9)
+    ctrl = nothing.controller(space, "bars")
+    floor = min(nothing.costs.added("bars", space.geometry(p)) for p in nothing.fallbacks())
+    for _ in range(10):
+        geo = space.geometry(space.path_from_choices(ctrl.sample(gen)))
+        assert frozen.fits(geo) and nothing.costs.added("bars", geo) <= floor
 
 
 def test_probing_an_add_domain_search_is_refused_by_file(added, base_run):

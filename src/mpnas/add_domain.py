@@ -7,7 +7,8 @@ meta's `added` says which nodes came from RUN), its weights hold RUN's tensors u
 
 - Search: each new domain has its own controller, in `mpnas.nn.extend.ExtensionSupernet`, where every layer offers
   RUN's trained nodes as they are beside new ones; only paths that fit inside RUN's modules, and add at most
-  `add_domain.params_budget` times RUN's parameters per domain, are rewarded or chosen (`mpnas.search.extend`).
+  `add_domain.params_budget` times RUN's parameters per domain, are drawn or chosen: the controller samples through
+  an exact mask (`mpnas.search.extend`, `mpnas.space.extension.Admissible`).
   The cost is what the domain adds: the mean of its path's MACs and of the parameters it adds, each relative to
   what RUN spends per domain (T0 = 1).
 - Train: the merged model of all domains takes RUN's tensors, which take no gradient; the new nodes, the new

@@ -8,7 +8,7 @@ paths are scored per step on the same validation batch, with a leave-one-out bas
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -16,21 +16,41 @@ from torch import Tensor, nn
 from mpnas.space.space import Decision, Path, SearchSpace
 
 
+class Constraint(Protocol):
+    """Which options of a decision a controller may take, given the values of the decisions before it."""
+
+    def allowed(self, index: int, prefix: dict[str, Any]) -> list[bool]: ...
+
+
 class Controller(nn.Module):
-    def __init__(self, space: SearchSpace) -> None:
+    """With a `constraint` (adding a domain to a trained model, `mpnas.space.extension.Admissible`), decisions are
+    drawn in order, each from its softmax over the options the constraint allows given the earlier values. That is
+    still a distribution over paths with an exact log-probability (the sum of the masked log-softmaxes), so
+    REINFORCE learns the constrained policy directly; entropy and probabilities are reported unmasked."""
+
+    def __init__(self, space: SearchSpace, constraint: Constraint | None = None) -> None:
         super().__init__()
         self.space = space
         self.decisions: list[Decision] = space.decisions()
         self.logits = nn.ParameterList([nn.Parameter(torch.zeros(len(d.options))) for d in self.decisions])
         self._index = {d.key: i for i, d in enumerate(self.decisions)}
+        self.constraint = constraint
+
+    def _masked(self, i: int, prefix: dict[str, Any]) -> Tensor:
+        """Decision i's logits with the options the constraint forbids at -inf."""
+        logits = self.logits[i]
+        if self.constraint is None:
+            return logits
+        ok = torch.tensor(self.constraint.allowed(i, prefix), device=logits.device)
+        return logits.masked_fill(~ok, float("-inf"))
 
     def sample(self, generator: torch.Generator | None = None) -> dict[str, Any]:
         """Draw one value per decision (also those a skip will make irrelevant)."""
-        out = {}
+        out: dict[str, Any] = {}
         with torch.no_grad():
-            for d, logits in zip(self.decisions, self.logits):
-                i = int(torch.multinomial(torch.softmax(logits, 0), 1, generator=generator))
-                out[d.key] = d.options[i]
+            for i, d in enumerate(self.decisions):
+                k = int(torch.multinomial(torch.softmax(self._masked(i, out), 0), 1, generator=generator))
+                out[d.key] = d.options[k]
         return out
 
     def _active(self, choices: dict[str, Any]) -> list[int]:
@@ -38,11 +58,17 @@ class Controller(nn.Module):
         return [i for i, d in enumerate(self.decisions) if d.skip_key is None or not choices[d.skip_key]]
 
     def log_prob(self, choices: dict[str, Any]) -> Tensor:
+        """Log-probability of a draw. `choices` may lack the decisions of skipped layers (`SearchSpace.choices_of`)."""
         total = torch.zeros(())
+        prefix = self._complete(choices) if self.constraint is not None else choices
         for i in self._active(choices):
             d = self.decisions[i]
-            total = total + torch.log_softmax(self.logits[i], 0)[d.options.index(choices[d.key])]
+            total = total + torch.log_softmax(self._masked(i, prefix), 0)[d.options.index(choices[d.key])]
         return total
+
+    def _complete(self, choices: dict[str, Any]) -> dict[str, Any]:
+        """`choices` with a value for each decision of a skipped layer (which no mask reads: it has no effect)."""
+        return {d.key: choices[d.key] if d.key in choices else d.options[0] for d in self.decisions}
 
     @torch.no_grad()
     def entropy(self) -> Tensor:
@@ -65,8 +91,13 @@ class Controller(nn.Module):
             return {d.key: torch.softmax(l, 0).tolist() for d, l in zip(self.decisions, self.logits)}
 
     def most_likely(self) -> dict[str, Any]:
+        """Each decision's most likely option; with a constraint, in order among the allowed ones (so the result
+        is a path the constraint admits)."""
+        out: dict[str, Any] = {}
         with torch.no_grad():
-            return {d.key: d.options[int(l.argmax())] for d, l in zip(self.decisions, self.logits)}
+            for i, d in enumerate(self.decisions):
+                out[d.key] = d.options[int(self._masked(i, out).argmax())]
+        return out
 
     def most_likely_path(self) -> Path:
         return self.space.path_from_choices(self.most_likely())

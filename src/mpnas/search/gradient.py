@@ -103,10 +103,9 @@ class GradientSearch:
         if first <= step < until:
             for g, r in results.items():
                 r["baseline"] = state.baselines[g]
-                if r.get("own_draw", True):
-                    state.baselines[g] = reinforce_step(state.controllers[g], state.controller_optimizers[g],
-                                                        r["choices"], r["reward"], state.baselines[g],
-                                                        self.sc.baseline_momentum, learn=True)
+                state.baselines[g] = reinforce_step(state.controllers[g], state.controller_optimizers[g],
+                                                    r["choices"], r["reward"], state.baselines[g],
+                                                    self.sc.baseline_momentum, learn=True)
             return results
         if step >= first:
             if step == until and until > first:  # the REINFORCE ops' baseline is a cross-entropy, not a reward

@@ -86,16 +86,9 @@ class SearchState:
     extension: Extension | None = None  # adding domains to a trained model (`mpnas.search.extend`)
 
     def draw(self, group: str) -> dict[str, Any]:
-        """A sample of `group`'s controller (one that fits the trained model, when adding domains)."""
-        return self.draw_own(group)[0]
-
-    def draw_own(self, group: str) -> tuple[dict[str, Any], bool]:
-        """As `draw`, and whether the choices are the controller's own draw (False: no draw fitted the trained model,
-        and a trained domain's path stands in; REINFORCE does not learn from it, as the controller did not draw it)."""
-        if self.extension is None:
-            return self.controllers[group].sample(self.generator), True
-        # adding domains: one controller per new domain, named after it
-        return self.extension.draw(self.controllers[group], self.generator, group)
+        """A sample of `group`'s controller (one that fits the trained model, when adding domains: its controller
+        is masked, `mpnas.search.extend.Extension.controller`)."""
+        return self.controllers[group].sample(self.generator)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -183,9 +176,7 @@ class Reinforce:
                     val_batch: dict[str, Any]) -> list[tuple[dict[str, Any], float]]:
         extra = []
         for _ in range(self.sc.samples_per_step - 1):
-            choices, own = state.draw_own(group)
-            if not own:
-                continue
+            choices = state.draw(group)
             scored = _score(state.supernet, self.space.geometry(self.space.path_from_choices(choices)), members, val_batch,
                             {}, self.sc, self.cost, self.targets, self.beta, state)
             extra.append((choices, scored["reward"]))
@@ -197,8 +188,6 @@ class Reinforce:
         sc = self.sc
         for g, r in results.items():
             r["baseline"] = state.baselines[g]  # the baseline this step's advantage is measured against
-            if not r.get("own_draw", True):
-                continue
             if r["extra"]:
                 samples = [(r["choices"], r["reward"]), *r["extra"]]
                 reinforce_loo_step(state.controllers[g], state.controller_optimizers[g], samples)
@@ -335,7 +324,8 @@ def _new_state(cfg: RunConfig, domains: DomainSet, space: SearchSpace, groups: d
         use_sync_bn(supernet)
     combiner = LossCombiner(cfg.loss, domains.names()).to(device)
     optimizer = make_optimizer(sc.optim, list(supernet.parameters()) + list(combiner.parameters()))
-    controllers = {g: Controller(space).to(device) for g in groups}
+    controllers = {g: (Controller(space) if extension is None else extension.controller(space, g)).to(device)
+                   for g in groups}
     return SearchState(
         supernet=supernet,
         combiner=combiner,
@@ -415,7 +405,7 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
         logging = step % sc.log_every == 0 or step == steps - 1
         losses, results = [], {}
         for g, members in groups.items():
-            choices, own_draw = state.draw_own(g)
+            choices = state.draw(g)
             mix: dict[tuple[int, int], OpMix] = {}
             if warm_p > 0 and not sc.fair_sampling:
                 choices, mix = warm_up(decisions, choices, warm_p, state.warm_rng, sc.filter_warmup, sc.op_warmup)
@@ -438,8 +428,6 @@ def _search_steps(state: SearchState, space: SearchSpace, groups: dict[str, list
                     per_path.append(F.cross_entropy(logits.float(), y))
                 losses.append(per_path[0] if len(per_path) == 1 else torch.stack(per_path).mean())
             r["choices"] = choices
-            if not own_draw:
-                r["own_draw"] = False
             # Extra paths, scored on the same validation batch (forward passes only), for a leave-one-out update.
             r["extra"] = strategy.extra_paths(state, g, members, val_batch) if rl_active else []
             results[g] = r
@@ -513,10 +501,8 @@ def derive_paths(state: SearchState, space: SearchSpace, groups: dict[str, list[
     batches = [_layout(state.val_loader.next(), state) for _ in range(sc.final_batches)] if sc.final_candidates > 1 else []
     for g, members in groups.items():
         ctrl = state.controllers[g]
-        best = ctrl.most_likely_path()
+        best = ctrl.most_likely_path()  # admitted when adding domains: the controller's mask keeps it so
         ext = state.extension
-        if ext is not None and not ext.admits(g, best):
-            best = ext.most_likely_fitting(ctrl, state.generator, g)
         if sc.final_candidates > 1:
             candidates = [best]
             for _ in range(sc.final_candidates - 1):

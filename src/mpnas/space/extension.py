@@ -15,12 +15,14 @@ reused convolutions add nothing) and the MACs of its own path (`Frozen.added_par
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import architecture_cost, layer_params
-from mpnas.space.geometry import LayerGeometry, PathGeometry
-from mpnas.space.space import Path
+from mpnas.space.geometry import LayerGeometry, PathGeometry, conv_out
+from mpnas.space.space import LayerChoice, Path
 
 
 @dataclass(frozen=True)
@@ -103,20 +105,151 @@ class Frozen:
         that fits this is exactly the growth of `architecture_cost` (a test checks it)."""
         s, h = geo.stem, geo.head
         params = 2 * s.out_ch if self.stem_fits(s.kernel, s.out_ch) else 3 * s.out_ch * s.kernel**2 + 2 * s.out_ch
-        for g in geo.layers:
-            if g.node in self.nodes and self.node_misfit(g) is None:
-                params += 2 * g.exp_ch * (2 if g.has_expand else 1) + 2 * g.out_ch
-            else:
-                params += layer_params(g)
+        params += sum(self.layer_added(g) for g in geo.layers)
         if h.in_ch <= self.head_in:
             params += 2 * h.conv_ch
         else:
             params += h.in_ch * h.conv_ch + 2 * h.conv_ch + (h.conv_ch * h.hidden + h.hidden if h.hidden else 0)
         return params + ((h.hidden or h.conv_ch) + 1) * num_classes
 
+    def layer_added(self, g: LayerGeometry) -> int:
+        """What one layer adds: its batch norms on a trained node it fits, else the whole layer."""
+        if g.node in self.nodes and self.node_misfit(g) is None:
+            return 2 * g.exp_ch * (2 if g.has_expand else 1) + 2 * g.out_ch
+        return layer_params(g)
+
     def growth(self, paths: dict[str, Path], num_classes: dict[str, int]) -> int:
         """Parameters the merged model gains with these domains, counted on the combined architecture."""
         return architecture_cost(self.combined(paths, num_classes)).params - architecture_cost(self.base).params
 
 
-__all__ = ["Frozen", "NodeSize"]
+class Admissible:
+    """Which options of each decision still lead to an admitted path of one new domain: a path that fits the
+    trained modules (`Frozen.fits`) and adds at most `budget` parameters (`Frozen.added_params`).
+
+    A controller that samples its decisions in order through this mask (`mpnas.search.controller.Controller`'s
+    `constraint`) draws only admitted paths, and knows the probability of each. Rejection sampling cannot replace
+    it: of uniform draws around a five-domain model only 0.5 to 3% are admitted (RESULTS.md, issue 28), so a
+    controller that redraws mostly exhausts its tries and learns from nothing.
+
+    The mask is exact. After the decisions before `index` are fixed, an option is allowed when the least
+    parameters any completion can add is within the budget; that least value is a dynamic programme over the
+    layers whose state is the width reaching a layer (a layer's fit and added parameters depend only on its own
+    choice and that width). The trained domains' paths fit and add the least a fitting path can (batch norms and a
+    classifier), so some completion always fits; when even the least-adding ones exceed the budget, the options
+    leading to them are allowed, and the draw is a path that adds as little as a path can.
+    """
+
+    def __init__(self, frozen: Frozen, num_classes: int, budget: float) -> None:
+        self.frozen = frozen
+        self.space = space = frozen.base.space
+        self.budget = budget
+        self.decisions = space.decisions()
+        head_cls = ((space.head_hidden or space.head_filters) + 1) * num_classes
+        self._head = 2 * space.head_filters + head_cls
+        self._res: list[list[int]] = []  # each layer's input resolution (skippable layers have stride 1)
+        res = conv_out(space.resolution, space.stem_stride)
+        for block in space.blocks:
+            self._res.append([])
+            for layer in block.layers:
+                self._res[-1].append(res)
+                res = conv_out(res, layer.stride)
+        # (block, layer) -> index of the first decision of that layer or after it: a block's filters come before
+        # its layers, the stem's decisions before everything
+        where = [(-1, -1) if d.key.startswith("stem.") else d.layer if d.layer is not None
+                 else (int(d.key[1:d.key.index(".")]), -1) for d in self.decisions]
+        self._first = {(b, l): next((i for i, w in enumerate(where) if w >= (b, l)), len(where))
+                       for b, block in enumerate(space.blocks) for l in range(len(block.layers))}
+        self._memo: dict[tuple[int, int, int, int], float] = {}
+
+    # -- the least any completion adds --------------------------------------------------------------------
+    def least_added(self, fixed: dict[str, Any]) -> float:
+        """The least parameters a fitting path consistent with `fixed` (values of a prefix of the decisions, in
+        order) adds; infinity when none fits."""
+        sp = self.space
+        best = math.inf
+        for f in sp.stem_filters:
+            if not _agrees(fixed, "stem.filters", f):
+                continue
+            for k in sp.stem_kernels:
+                if not _agrees(fixed, "stem.kernel", k) or not self.frozen.stem_fits(k, f):
+                    continue
+                best = min(best, 2 * f + self._block(0, f, fixed))
+        return best
+
+    def _block(self, b: int, in_ch: int, fixed: dict[str, Any]) -> float:
+        sp = self.space
+        if b == len(sp.blocks):
+            return self._head if in_ch <= self.frozen.head_in else math.inf
+        block = sp.blocks[b]
+        widths = [in_ch] if block.keeps_width else [f for f in block.filters if _agrees(fixed, f"b{b}.filters", f)]
+        return min((self._layers(b, 0, in_ch, w, fixed) for w in widths), default=math.inf)
+
+    def _free(self, b: int, l: int, fixed: dict[str, Any]) -> bool:
+        """Whether no decision of layer (b, l) or after it is fixed (decisions are fixed as a prefix)."""
+        return self._first[(b, l)] >= len(fixed)
+
+    def _layers(self, b: int, l: int, in_ch: int, out_ch: int, fixed: dict[str, Any]) -> float:
+        """The least layers (b, l) to the end add, given the width reaching (b, l) and block b's width."""
+        if l == len(self.space.blocks[b].layers):
+            return self._block(b + 1, in_ch, fixed)
+        free = self._free(b, l, fixed)
+        key = (b, l, in_ch, out_ch)
+        if free and key in self._memo:
+            return self._memo[key]
+        best = math.inf
+        for lc in self._options(b, l, _NOTHING if free else fixed):
+            if lc is None:
+                added, nxt = 0, in_ch
+            else:
+                g = self.space.layer_geometry(b, l, lc, in_ch, out_ch, self._res[b][l])
+                if g.node in self.frozen.nodes and self.frozen.node_misfit(g) is not None:
+                    continue
+                added, nxt = self.frozen.layer_added(g), out_ch
+            best = min(best, added + self._layers(b, l + 1, nxt, out_ch, _NOTHING if free else fixed))
+        if free:
+            self._memo[key] = best
+        return best
+
+    def _options(self, b: int, l: int, fixed: dict[str, Any]) -> list[LayerChoice | None]:
+        layer = self.space.blocks[b].layers[l]
+        key = f"b{b}.l{l}"
+        out: list[LayerChoice | None] = []
+        if layer.skippable and _agrees(fixed, f"{key}.skip", True):
+            out.append(None)
+        if layer.skippable and fixed.get(f"{key}.skip") is True:
+            return out
+        for k in layer.kernels:
+            for e in layer.expansions:
+                for se in layer.se:
+                    if (_agrees(fixed, f"{key}.kernel", k) and _agrees(fixed, f"{key}.expansion", e)
+                            and _agrees(fixed, f"{key}.se", se)):
+                        out.append(LayerChoice(k, e, se))
+        return out
+
+    # -- the mask -----------------------------------------------------------------------------------------
+    def allowed(self, index: int, prefix: dict[str, Any]) -> list[bool]:
+        """Which options of decision `index` keep an admitted completion, given the values of the decisions before
+        it in `prefix` (a decision of a layer the prefix skips has no effect: all its options are allowed)."""
+        d = self.decisions[index]
+        fixed = {e.key: prefix[e.key] for e in self.decisions[:index]}
+        if d.skip_key is not None and fixed.get(d.skip_key) is True:
+            return [True] * len(d.options)
+        least = [self.least_added({**fixed, d.key: o}) for o in d.options]
+        ok = [v <= self.budget for v in least]
+        if any(ok):
+            return ok
+        floor = min(least)
+        if floor == math.inf:  # the prefix already fits nothing (a draw never gets here): leave it unmasked
+            return [True] * len(d.options)
+        return [v == floor for v in least]
+
+
+_NOTHING: dict[str, Any] = {}
+
+
+def _agrees(fixed: dict[str, Any], key: str, value: Any) -> bool:
+    return key not in fixed or fixed[key] == value
+
+
+__all__ = ["Admissible", "Frozen", "NodeSize"]

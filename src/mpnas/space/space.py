@@ -168,32 +168,26 @@ class SearchSpace:
                             self.stem_act)
         layers = []
         in_ch = path.stem_filters
-        for b, (block, bc) in enumerate(zip(self.blocks, path.blocks)):
-            for l, (layer, lc) in enumerate(zip(block.layers, bc.layers)):
+        for b, bc in enumerate(path.blocks):
+            for l, lc in enumerate(bc.layers):
                 if lc is None:
                     continue
-                # An expansion of 1 has no expand conv (MobileNetV3), whatever the input width: a slimmed input
-                # (`mpnas.space.widths`) need not be a multiple of 8, and rounding it would add a conv.
-                exp_ch = in_ch if lc.expansion == 1 else make_divisible(in_ch * lc.expansion)
-                out_res = conv_out(res, layer.stride)
-                layers.append(
-                    LayerGeometry(
-                        block=b,
-                        layer=l,
-                        in_ch=in_ch,
-                        exp_ch=exp_ch,
-                        out_ch=bc.filters,
-                        kernel=lc.kernel,
-                        se_ch=make_divisible(exp_ch * self.se_ratio) if lc.se else 0,
-                        stride=layer.stride,
-                        act=layer.act,
-                        in_res=res,
-                        out_res=out_res,
-                    )
-                )
-                in_ch, res = bc.filters, out_res
+                g = self.layer_geometry(b, l, lc, in_ch, bc.filters, res)
+                layers.append(g)
+                in_ch, res = g.out_ch, g.out_res
         head = HeadGeometry(in_ch, self.head_filters, self.head_hidden, res, self.head_act)
         return PathGeometry(stem, tuple(layers), head)
+
+    def layer_geometry(self, b: int, l: int, lc: LayerChoice, in_ch: int, out_ch: int, in_res: int) -> LayerGeometry:
+        """One kept layer's shapes, given what reaches it (`geometry` calls it for every layer of a path; the
+        add-domain constraint, `mpnas.space.extension.Admissible`, for layers of paths not yet complete)."""
+        layer = self.blocks[b].layers[l]
+        # An expansion of 1 has no expand conv (MobileNetV3), whatever the input width: a slimmed input
+        # (`mpnas.space.widths`) need not be a multiple of 8, and rounding it would add a conv.
+        exp_ch = in_ch if lc.expansion == 1 else make_divisible(in_ch * lc.expansion)
+        return LayerGeometry(block=b, layer=l, in_ch=in_ch, exp_ch=exp_ch, out_ch=out_ch, kernel=lc.kernel,
+                             se_ch=make_divisible(exp_ch * self.se_ratio) if lc.se else 0, stride=layer.stride,
+                             act=layer.act, in_res=in_res, out_res=conv_out(in_res, layer.stride))
 
     def stem_kernel_of(self, path: Path) -> int:
         """The stem conv's kernel on `path`: its choice when the space searches the kernel, else the only one."""
