@@ -330,6 +330,33 @@ def cmd_judge(args: argparse.Namespace) -> None:
         draw(result, the_set, args.figure)
 
 
+def lever_table(files: list[Path]) -> str:
+    """One markdown row per judged method (plain or with a lever) of the judged files, the later file's rows after
+    the earlier's: mean tau per set domain and over them, the picked paths' mean percentile, the search's mean
+    wall time and the controllers' mean final entropy, and the seeds behind each."""
+    rows = ["| method + lever | seeds | tau " + " | tau ".join(DOMAIN_ORDER) + " | tau mean | percentile mean | "
+            "search s | final entropy (nats) |", "|---" * (6 + len(DOMAIN_ORDER)) + "|"]
+    for f in files:
+        result = read_json(f, "judged file")
+        for method, s in result.get("summary", {}).items():
+            taus = [s[d]["tau_mean"] for d in DOMAIN_ORDER if d in s]
+            pct = s.get("percentile_mean_over_domains")
+            cells = [f"{s[d]['tau_mean']:+.2f}" if d in s else "-" for d in DOMAIN_ORDER]
+            seeds = s.get("seeds", len(result["methods"][method]))
+            rows.append(f"| {method} | {seeds} | " + " | ".join(cells) + f" | {statistics.mean(taus):+.2f} | "
+                        + (f"{pct:.1f}" if pct is not None else "-") + " | "
+                        + (f"{s['search_s_mean']:.0f}" if "search_s_mean" in s else "-") + " | "
+                        + (f"{s['entropy_mean']:.1f}" if "entropy_mean" in s else "-") + " |")
+    return "\n".join(rows)
+
+
+DOMAIN_ORDER = ("glyphs", "textures", "signs")
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    print(lever_table(args.files))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -355,10 +382,12 @@ def main() -> None:
     sd.add_argument("--batches", type=int, default=16)
     sd.add_argument("--threads", type=int, default=1)
     sd.add_argument("--write", type=Path, default=None)
+    t = sub.add_parser("table", help="the lever table (markdown) of judged files, e.g. quality.json levers.json")
+    t.add_argument("files", type=Path, nargs="+")
     args = ap.parse_args()
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    {"search": cmd_search, "judge": cmd_judge, "judge-sd": cmd_judge_sd}[args.cmd](args)
+    {"search": cmd_search, "judge": cmd_judge, "judge-sd": cmd_judge_sd, "table": cmd_table}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -135,9 +135,9 @@ class Admissible:
     The mask is exact. After the decisions before `index` are fixed, an option is allowed when the least
     parameters any completion can add is within the budget; that least value is a dynamic programme over the
     layers whose state is the width reaching a layer (a layer's fit and added parameters depend only on its own
-    choice and that width). The trained domains' paths fit and add the least a fitting path can (batch norms and a
-    classifier), so some completion always fits; when even the least-adding ones exceed the budget, the options
-    leading to them are allowed, and the draw is a path that adds as little as a path can.
+    choice and that width). The trained domains' paths fit by construction, so from the start some completion
+    always fits; when even the least-adding fitting paths exceed the budget, the options leading to them are
+    allowed, and the draw is a path that adds as little as a fitting path can.
     """
 
     def __init__(self, frozen: Frozen, num_classes: int, budget: float) -> None:
