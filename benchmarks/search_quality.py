@@ -10,6 +10,11 @@ set's stand-alone top-1, and the percentile of the path the search picked among 
     # the picked paths trained alone with the set's recipe and seeds, then tau and percentiles
     python benchmarks/search_quality.py judge --rankset benchmarks/rankset/rankset.json --out runs/quality \
         --write benchmarks/rankset/quality.json
+    # run directories do not outlive a machine: --merge keeps the committed file's other (method, seed) cells, so
+    # a lever table grows across sessions; `table` prints it (markdown)
+    python benchmarks/search_quality.py judge --rankset benchmarks/rankset/rankset.json --out runs/quality \
+        --write benchmarks/rankset/levers.json --merge
+    python benchmarks/search_quality.py table benchmarks/rankset/levers.json
     # SD-NAS's per-domain supernets of a bench, judged the same way (does sharing one supernet blur the ranking?)
     python benchmarks/search_quality.py judge-sd --bench runs/bench24e2e --rankset benchmarks/rankset/rankset.json \
         --write benchmarks/rankset/quality-sd.json
