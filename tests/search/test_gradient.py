@@ -18,7 +18,8 @@ from mpnas.search.rewards import cost_loss
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import geometry_cost
 from mpnas.space.presets import get_space
-from mpnas.space.space import BlockSpace, LayerSpace, SearchSpace
+from mpnas.space.space import SearchSpace
+from spaces import tiny_space
 
 torch.set_num_threads(1)
 
@@ -26,16 +27,6 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def space():
     return get_space("default", resolution=16, layers_per_block=2)
-
-
-def tiny_space() -> SearchSpace:
-    """Few enough decisions (12, 4096 paths) to enumerate every path."""
-    first = LayerSpace(1, "relu", (3, 5), (1.0, 2.0), (False, True), skippable=False)
-    rest = LayerSpace(1, "relu", (3, 5), (2.0, 3.0), (False, True), skippable=True)
-    last = LayerSpace(2, "hswish", (3,), (2.0, 4.0), (False,), skippable=False)
-    return SearchSpace(name="tiny", resolution=8, stem_filters=(8, 16),
-                       blocks=(BlockSpace((8, 16), (first, rest)), BlockSpace((16, 24), (last,))),
-                       head_filters=32, head_hidden=0)
 
 
 def test_straight_through_sample_is_one_hot_and_passes_gradients():
