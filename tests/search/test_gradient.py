@@ -18,7 +18,6 @@ from mpnas.search.rewards import cost_loss
 from mpnas.space.arch import Architecture
 from mpnas.space.cost import geometry_cost
 from mpnas.space.presets import get_space
-from mpnas.space.space import SearchSpace
 from spaces import tiny_space
 
 torch.set_num_threads(1)
