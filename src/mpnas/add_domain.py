@@ -34,15 +34,14 @@ from mpnas.config import RunConfig, to_dict
 from mpnas.data import DomainSet
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
-from mpnas.io import read_json, read_jsonl
+from mpnas.io import read_json
 from mpnas.nn.merged import MultiPathModel
-from mpnas.pipeline import check_run, open_run, prepare_run_dir, say, stage_evaluate, stage_report
+from mpnas.pipeline import check_run, open_run, prepare_run_dir, say, searched, stage_evaluate, stage_report
 from mpnas.rundir import (ARCH, DOMAINS, METRICS, REPORT, RESULTS, SEARCH_STATE, TRAIN_ROWS, TRAIN_STATE, WEIGHTS,
                           drop_metrics, finished_checkpoint, mark_stage, read_architecture, read_config,
                           read_domain_info, run_status, stage_finished, stage_finished_here, write_domain_info)
-from mpnas.analysis.supernet import supernet_quality
 from mpnas.search.extend import Extension, ExtensionCost
-from mpnas.search.loop import run_search
+from mpnas.search.loop import SearchState, run_search
 from mpnas.space.arch import Architecture
 from mpnas.space.extension import Frozen
 from mpnas.space.presets import build_space
@@ -126,30 +125,21 @@ def added_meta(frozen: Frozen, arch: Architecture, new: list[str], base_dir: Pat
 
 def _search(cfg: RunConfig, out: Path, domains: DomainSet, base: MultiPathModel, frozen: Frozen, base_dir: Path,
             progress: bool, resume: bool) -> Architecture:
-    key = fingerprint(to_dict(cfg), method=METHOD, base=frozen.base.to_dict(), domains=domains.names())
-    ckpt = Checkpointer(out / SEARCH_STATE, "search", cfg.checkpoint_every, key, out / METRICS)
     if resume and stage_finished(out, "search"):
         say(f"search: finished earlier in {out}, kept ({ARCH})")
         return read_architecture(out)
-    done = resume and (out / ARCH).is_file() and world().decide(lambda: finished_checkpoint(ckpt.path, ckpt.fingerprint))
-    if done:  # killed after its final state was written, before the stage was marked
-        mark_stage(out, "search", done["elapsed_s"])
-        return read_architecture(out)
-    if not (resume and ckpt.path.is_file()):
-        drop_metrics(out, None)
+    key = fingerprint(to_dict(cfg), method=METHOD, base=frozen.base.to_dict(), domains=domains.names())
+    ckpt = Checkpointer(out / SEARCH_STATE, "search", cfg.checkpoint_every, key, out / METRICS)
     extension = Extension(frozen, base, {d.name: d.num_classes for d in domains}, cfg.add_domain.params_budget)
-    found, state = run_search(cfg, domains, frozen.base.space, out, progress=progress, checkpointer=ckpt, resume=resume,
-                              extension=extension)
-    arch = frozen.combined(found.paths, found.num_classes)
-    arch.meta = {**found.meta, "method": METHOD}
-    arch.meta["added"] = added_meta(frozen, arch, domains.names(), base_dir, extension.costs)
-    if world().is_main:
-        arch.meta["supernet_top1"] = supernet_quality(read_jsonl(out / METRICS))
-        arch.save(out / ARCH)
-    ckpt.save(state.step, state.state_dict(), finished=True)
-    mark_stage(out, "search", ckpt.elapsed())
-    world().barrier()
-    return arch
+
+    def search() -> tuple[Architecture, SearchState]:
+        found, state = run_search(cfg, domains, frozen.base.space, out, progress=progress, checkpointer=ckpt,
+                                  resume=resume, extension=extension)
+        arch = frozen.combined(found.paths, found.num_classes)
+        arch.meta = {**found.meta, "added": added_meta(frozen, arch, domains.names(), base_dir, extension.costs)}
+        return arch, state
+
+    return searched(out, ckpt, resume, METHOD, search)
 
 
 def _train(cfg: RunConfig, out: Path, domains: DomainSet, arch: Architecture, trained: dict[str, torch.Tensor],

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -38,7 +38,7 @@ from mpnas.rundir import (ARCH, CONFIG, DOMAINS, LOG, METRICS, REPORT, RESULTS, 
                           TRAIN_STATE, WEIGHTS, drop_metrics, finished_checkpoint, load_data, mark_stage,
                           read_architecture, read_config, remove_outputs, run_status, stage_finished,
                           stage_finished_here, stage_times, write_config, write_domain_info, write_results)
-from mpnas.search.loop import check_search, run_search, time_search_steps
+from mpnas.search.loop import SearchState, check_search, run_search, time_search_steps
 from mpnas.space.arch import Architecture
 from mpnas.space.configure import add_measured
 from mpnas.space.cost import architecture_cost, domain_costs
@@ -214,16 +214,26 @@ def stage_search(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None
     write_config(run_dir, cfg)
     domains = domains or load_data(cfg, progress)
     ckpt = _search_checkpointer(cfg, run_dir, groups, method, domains)
+    return searched(run_dir, ckpt, resume, method, lambda: run_search(
+        cfg, domains, build_space(cfg), run_dir, groups=groups, progress=progress, checkpointer=ckpt, resume=resume))
+
+
+def searched(run_dir: Path, ckpt: Checkpointer, resume: bool, method: str,
+             search: Callable[[], tuple[Architecture, SearchState]]) -> Architecture:
+    """The search stage around `search` (which runs the loop and returns the architecture and the final state): a
+    run killed after its final state was written, before the stage was marked, is kept as it is; otherwise the
+    rows an attempt logged before its first checkpoint are dropped, `search` runs, and the architecture (its meta
+    naming `method` and the supernet's quality) is written, the final state saved and the stage marked. Shared by
+    `stage_search` and `mpnas add-domain`, whose searches differ only in `search`."""
     done = resume and (run_dir / ARCH).is_file() and _finished_checkpoint(ckpt)
-    if done:  # killed after its final state was written, before the stage was marked
+    if done:
         mark_stage(run_dir, "search", done["elapsed_s"])
         say(f"search: finished earlier in {run_dir}, kept ({ARCH})")
         world().barrier()
         return read_architecture(run_dir)
     if not (resume and ckpt.path.is_file()):
-        drop_metrics(run_dir, None)  # rows an attempt logged before its first checkpoint
-    arch, state = run_search(cfg, domains, build_space(cfg), run_dir, groups=groups, progress=progress,
-                             checkpointer=ckpt, resume=resume)
+        drop_metrics(run_dir, None)
+    arch, state = search()
     arch.meta["method"] = method
     if world().is_main:
         # The reward's Q per domain at the end of the warm-up and of the search (mpnas.analysis.supernet).

@@ -103,7 +103,7 @@ def test_the_mask_passes_reinforce_gradients_only_to_allowed_options(setting):
     choices = ctrl.sample(torch.Generator().manual_seed(2))
     ctrl.log_prob(choices).backward()
     active = set(ctrl._active(choices))
-    for i, (d, logits) in enumerate(zip(ctrl.decisions, ctrl.logits)):
+    for i, logits in enumerate(ctrl.logits):
         ok = torch.tensor(adm.allowed(i, choices))
         grad = logits.grad if logits.grad is not None else torch.zeros_like(logits)
         if i not in active:
