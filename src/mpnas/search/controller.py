@@ -125,6 +125,18 @@ def reinforce_step(
     return reward if baseline is None else momentum * baseline + (1 - momentum) * reward
 
 
+def reinforce_scored(controllers: dict[str, Controller], optimizers: dict[str, torch.optim.Optimizer],
+                     baselines: dict[str, float | None], results: dict[str, dict[str, Any]], momentum: float,
+                     learn: bool = True) -> None:
+    """`reinforce_step` for every controller on the one path it drew and scored this step (`results[g]`'s
+    choices and reward); each result records the baseline its advantage was measured against, and `baselines`
+    is updated in place. The RL strategy's plain step, and the gradient strategy's warm start from RL."""
+    for g, r in results.items():
+        r["baseline"] = baselines[g]
+        baselines[g] = reinforce_step(controllers[g], optimizers[g], r["choices"], r["reward"], baselines[g],
+                                      momentum, learn=learn)
+
+
 def reinforce_loo_step(controller: Controller, optimizer: torch.optim.Optimizer, samples: list[tuple[dict[str, Any], float]]) -> Tensor:
     """One REINFORCE update from K >= 2 paths scored on the same validation batch, each measured against the mean
     reward of the other K - 1 (leave-one-out; Kool et al., 2019). Returns the K advantages.

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpnas.search.controller import Controller, reinforce_step
+from mpnas.search.controller import Controller, reinforce_scored
 from mpnas.search.relax import ExpectedCost, Hard, make_gates, mean_max_probability, probabilities, sample_relaxed
 from mpnas.search.rewards import cost_loss, reward
 from mpnas.space.geometry import PathGeometry
@@ -101,11 +101,8 @@ class GradientSearch:
         """The architecture step once the controllers learn (`step`), after the RL steps of a warm start from RL."""
         until = self.rl_until(steps, first)
         if first <= step < until:
-            for g, r in results.items():
-                r["baseline"] = state.baselines[g]
-                state.baselines[g] = reinforce_step(state.controllers[g], state.controller_optimizers[g],
-                                                    r["choices"], r["reward"], state.baselines[g],
-                                                    self.sc.baseline_momentum, learn=True)
+            reinforce_scored(state.controllers, state.controller_optimizers, state.baselines, results,
+                             self.sc.baseline_momentum)
             return results
         if step >= first:
             if step == until and until > first:  # the REINFORCE ops' baseline is a cross-entropy, not a reward

@@ -34,7 +34,7 @@ from mpnas.rundir import METRICS, SEARCH_STATE, read_state
 from mpnas.nn.dynamic import OpMix, use_sync_bn
 from mpnas.nn.init import initialise
 from mpnas.nn.supernet import Supernet
-from mpnas.search.controller import Controller, reinforce_loo_step, reinforce_step
+from mpnas.search.controller import Controller, reinforce_loo_step, reinforce_scored
 from mpnas.search.cost import CostModel
 from mpnas.search.extend import Extension
 from mpnas.search.gradient import GradientSearch, batch_counts, scores_of
@@ -185,20 +185,17 @@ class Reinforce:
     def learn(self, state: SearchState, groups: dict[str, list[str]], results: dict[str, dict[str, Any]],
               val_batch: dict[str, Any], step: int, steps: int, first: int,
               statistics: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
-        sc = self.sc
+        m = self.sc.baseline_momentum
+        plain = {g: r for g, r in results.items() if not r["extra"]}
+        reinforce_scored(state.controllers, state.controller_optimizers, state.baselines, plain, m, learn=step >= first)
         for g, r in results.items():
-            r["baseline"] = state.baselines[g]  # the baseline this step's advantage is measured against
             if r["extra"]:
+                r["baseline"] = state.baselines[g]  # the baseline this step's advantage is measured against
                 samples = [(r["choices"], r["reward"]), *r["extra"]]
                 reinforce_loo_step(state.controllers[g], state.controller_optimizers[g], samples)
                 mean_r = sum(x for _, x in samples) / len(samples)
                 b = state.baselines[g]
-                state.baselines[g] = mean_r if b is None else sc.baseline_momentum * b + (1 - sc.baseline_momentum) * mean_r
-            else:
-                state.baselines[g] = reinforce_step(
-                    state.controllers[g], state.controller_optimizers[g], r["choices"], r["reward"], state.baselines[g],
-                    sc.baseline_momentum, learn=step >= first,
-                )
+                state.baselines[g] = mean_r if b is None else m * b + (1 - m) * mean_r
         return results
 
     def expected_cost(self, c: Controller, members: list[str], result: dict[str, Any], step: int) -> float:
