@@ -64,6 +64,18 @@ def test_skipped_layer_decisions_are_gated():
     assert all(d.gated_by is None for d in first_layers)
 
 
+@pytest.mark.parametrize("preset", ["default", "paper"])
+def test_decisions_come_in_network_order_and_name_their_block(preset):
+    """The order a controller draws in, and the one add-domain's constraint walks, is the network's: the stem,
+    then each block's filters before its layers; a block's filters decision names its block."""
+    decisions = get_space(preset).decisions()
+    positions = [d.position for d in decisions]
+    assert positions == sorted(positions)
+    filters = [d for d in decisions if d.kind == "filters" and not d.key.startswith("stem.")]
+    assert filters and all(d.key == f"b{d.block}.filters" and d.position == (d.block, -1) for d in filters)
+    assert all(d.block is None for d in decisions if d.kind != "filters")
+
+
 def test_space_json_round_trip():
     for preset in ["default", "paper", "mobilenet_v3_small"]:
         space = get_space(preset)

@@ -156,8 +156,7 @@ class Admissible:
                 res = conv_out(res, layer.stride)
         # (block, layer) -> index of the first decision of that layer or after it: a block's filters come before
         # its layers, the stem's decisions before everything
-        where = [(-1, -1) if d.key.startswith("stem.") else d.layer if d.layer is not None
-                 else (int(d.key[1:d.key.index(".")]), -1) for d in self.decisions]
+        where = [d.position for d in self.decisions]
         self._first = {(b, l): next((i for i, w in enumerate(where) if w >= (b, l)), len(where))
                        for b, block in enumerate(space.blocks) for l in range(len(block.layers))}
         self._memo: dict[tuple[int, int, int, int], float] = {}

@@ -78,7 +78,7 @@ class SearchSpace:
             out.append(Decision("stem.kernel", self.stem_kernels, "kernel", STEM_LAYER))
         for b, block in enumerate(self.blocks):
             if len(block.filters) > 1 and not block.keeps_width:
-                out.append(Decision(f"b{b}.filters", block.filters, "filters"))
+                out.append(Decision(f"b{b}.filters", block.filters, "filters", block=b))
             for l, layer in enumerate(block.layers):
                 cond = (b, l) if layer.skippable else None
                 if layer.skippable:
@@ -320,6 +320,17 @@ class Decision:
     # The (block, layer) whose skip decision gates this one: when that layer is skipped the decision has no
     # effect, so a controller leaves it out of the log-probability (hierarchical sampling).
     gated_by: tuple[int, int] | None = None
+    # The block whose output width a filters decision sets; None for the stem's filters and for layer decisions.
+    block: int | None = None
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Where the decision acts, ordered as the network runs: (-1, -1) for the stem's filters, `layer` for a
+        layer's (the stem's kernel is STEM_LAYER), and (block, -1) for a block's filters, which set the width before
+        its first layer."""
+        if self.layer is not None:
+            return self.layer
+        return (-1, -1) if self.block is None else (self.block, -1)
 
     @property
     def skip_key(self) -> str | None:
