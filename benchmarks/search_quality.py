@@ -128,19 +128,26 @@ def picked_dir(out: Path, run: Path) -> Path:
 
 
 @torch.no_grad()
-def supernet_scores(supernet: Any, space: Any, domains: DomainSet, domain: str, paths: list[SpacePath], batches: int,
-                    batch_size: int, quality: str = "top1") -> list[float]:
-    """Mean Q of each path over the same `batches` validation batches of `domain`, in the final supernet; Q is the
-    search's own (`search.quality`: top-1 unless a lever changed it)."""
+def supernet_batch_scores(supernet: Any, space: Any, domains: DomainSet, domain: str, paths: list[SpacePath],
+                          batches: int, batch_size: int, quality: str = "top1") -> list[list[float]]:
+    """Q of each path (rows) on each of the same `batches` validation batches of `domain` (columns), in the final
+    supernet; Q is the search's own (`search.quality`: top-1 unless a lever changed it)."""
     single = DomainSet(domains.source, [domains[domain]])
     loader = MultiDomainLoader(single, batch_size, split="val", seed=12345, augment=False)
     data = [loader.next()[domain] for _ in range(batches)]
     out = []
     for p in paths:
         geo = space.geometry(p)
-        out.append(statistics.mean(scores_of(batch_counts(supernet.forward_geometry(x, geo, domain), y, quality)[None],
-                                             quality)[1][0] for x, y in data))
+        out.append([float(scores_of(batch_counts(supernet.forward_geometry(x, geo, domain), y, quality)[None],
+                                    quality)[1][0]) for x, y in data])
     return out
+
+
+def supernet_scores(supernet: Any, space: Any, domains: DomainSet, domain: str, paths: list[SpacePath], batches: int,
+                    batch_size: int, quality: str = "top1") -> list[float]:
+    """Mean Q of each path over the same `batches` validation batches (`supernet_batch_scores`)."""
+    return [statistics.mean(row) for row in
+            supernet_batch_scores(supernet, space, domains, domain, paths, batches, batch_size, quality)]
 
 
 def search_facts(run: Path) -> dict[str, Any]:
@@ -287,6 +294,71 @@ def judge_per_domain(bench: Path, the_set: dict[str, Any], batches: int) -> dict
     return result
 
 
+def split_half(rows: list[list[float]], truth: list[float]) -> dict[str, float]:
+    """From each path's per-batch scores (rows, an even number of batches): tau between the mean scores of the
+    first and second half of the batches, tau against `truth` of the first half's and of all batches' means, the
+    spread of the mean scores over the paths, and the mean over paths of a score's standard deviation across
+    batches."""
+    half = len(rows[0]) // 2
+    first = [statistics.mean(r[:half]) for r in rows]
+    second = [statistics.mean(r[half:]) for r in rows]
+    both = [statistics.mean(r) for r in rows]
+    return {"tau_halves": round(kendall_tau(first, second)[0], 4),
+            "tau_truth_first_half": round(kendall_tau(first, truth)[0], 4),
+            "tau_truth_both": round(kendall_tau(both, truth)[0], 4),
+            "score_spread": round(max(both) - min(both), 4),
+            "score_batch_sd": round(statistics.mean(statistics.stdev(r) for r in rows), 4)}
+
+
+def reliability(out: Path, the_set: dict[str, Any], batches: int, methods: list[str] | None) -> dict[str, Any]:
+    """Is the supernets' ranking noisy or biased? For each finished search (of `methods`, default all) and set
+    domain, the set's paths are scored on two disjoint halves of `2 x batches` validation batches. The halves'
+    tau is the score's own split-half reliability: near 1, more validation images cannot raise tau against the
+    truth, because the supernet ranks the paths consistently, only not as stand-alone training does (bias); near
+    0, the score is mostly batch noise and a longer evaluation would help. Beside it, tau against the truth on
+    the first half (the judge's) and on both halves."""
+    domains = load_data(set_config(0, None, []), progress=False)
+    result: dict[str, Any] = {"batches_per_half": batches, "runs": {}}
+    for run in searched_runs(out):
+        if methods and run.parent.name not in methods:
+            continue
+        cfg = read_config(run)
+        space = build_space(cfg)
+        supernet, _, _ = load_final_search(run, space, {d.name: d.num_classes for d in domains})
+        size = cfg.search.val_batch_size or 4 * cfg.search.batch_size
+        cells = {}
+        for d, entry in the_set["domains"].items():
+            val = len(domains[d].splits["val"])
+            if 2 * batches * size > val:
+                raise SystemExit(f"{d}: {2 * batches} batches of {size} exceed its {val} validation images; "
+                                 "the halves would overlap")
+            seeds = entry["summary"]["seeds"]
+            complete = [p for p in entry["paths"] if len(p["top1"]) == len(seeds)]
+            truth = [statistics.mean(p["top1"].values()) for p in complete]
+            paths = [SpacePath.from_dict(p["path"], space, "rank-set path") for p in complete]
+            rows = supernet_batch_scores(supernet, space, domains, d, paths, 2 * batches, size, cfg.search.quality)
+            cells[d] = split_half(rows, truth)
+            print(f"{run.parent.name}/{run.name} {d}: {cells[d]}", flush=True)
+        result["runs"][f"{run.parent.name}/{run.name}"] = cells
+    summary: dict[str, Any] = {}
+    for key in result["runs"]:
+        method = key.split("/")[0]
+        for d, c in result["runs"][key].items():
+            summary.setdefault(method, {}).setdefault(d, []).append(c)
+    result["summary"] = {m: {d: {k: round(statistics.mean(c[k] for c in cs), 4) for k in cs[0]} | {"runs": len(cs)}
+                             for d, cs in per.items()} for m, per in summary.items()}
+    return result
+
+
+def cmd_reliability(args: argparse.Namespace) -> None:
+    result = reliability(args.out, read_json(args.rankset, "rank set"), args.batches,
+                         args.methods.split(",") if args.methods else None)
+    for method, per in result["summary"].items():
+        print(method, per)
+    if args.write:
+        write_json(args.write, result)
+
+
 def cmd_judge_sd(args: argparse.Namespace) -> None:
     result = judge_per_domain(args.bench, read_json(args.rankset, "rank set"), args.batches)
     print(result["summary"])
@@ -387,12 +459,20 @@ def main() -> None:
     sd.add_argument("--batches", type=int, default=16)
     sd.add_argument("--threads", type=int, default=1)
     sd.add_argument("--write", type=Path, default=None)
+    r = sub.add_parser("reliability", help="split-half reliability of the final supernets' scores of the set's paths")
+    r.add_argument("--rankset", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--methods", default=None, help="run labels to judge, e.g. mpnas,mpnas+warmup-0.25 (default: all)")
+    r.add_argument("--batches", type=int, default=16, help="validation batches per half")
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--write", type=Path, default=None)
     t = sub.add_parser("table", help="the lever table (markdown) of judged files, e.g. quality.json levers.json")
     t.add_argument("files", type=Path, nargs="+")
     args = ap.parse_args()
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    {"search": cmd_search, "judge": cmd_judge, "judge-sd": cmd_judge_sd, "table": cmd_table}[args.cmd](args)
+    {"search": cmd_search, "judge": cmd_judge, "judge-sd": cmd_judge_sd, "table": cmd_table,
+     "reliability": cmd_reliability}[args.cmd](args)
 
 
 if __name__ == "__main__":
