@@ -316,7 +316,9 @@ def reliability(out: Path, the_set: dict[str, Any], batches: int, methods: list[
     tau is the score's own split-half reliability: near 1, more validation images cannot raise tau against the
     truth, because the supernet ranks the paths consistently, only not as stand-alone training does (bias); near
     0, the score is mostly batch noise and a longer evaluation would help. Beside it, tau against the truth on
-    the first half (the judge's) and on both halves."""
+    the first half (the judge's) and on both halves, and tau between the scores and the final controller's
+    log-probability of each path: high, the supernet favours the paths its controller drew most (they got more
+    weight updates), which fair sampling or a longer uniform warm-up would undo."""
     domains = load_data(set_config(0, None, []), progress=False)
     result: dict[str, Any] = {"batches_per_half": batches, "runs": {}}
     for run in searched_runs(out):
@@ -324,7 +326,7 @@ def reliability(out: Path, the_set: dict[str, Any], batches: int, methods: list[
             continue
         cfg = read_config(run)
         space = build_space(cfg)
-        supernet, _, _ = load_final_search(run, space, {d.name: d.num_classes for d in domains})
+        supernet, controllers, _ = load_final_search(run, space, {d.name: d.num_classes for d in domains})
         size = cfg.search.val_batch_size or 4 * cfg.search.batch_size
         cells = {}
         for d, entry in the_set["domains"].items():
@@ -338,6 +340,10 @@ def reliability(out: Path, the_set: dict[str, Any], batches: int, methods: list[
             paths = [SpacePath.from_dict(p["path"], space, "rank-set path") for p in complete]
             rows = supernet_batch_scores(supernet, space, domains, d, paths, 2 * batches, size, cfg.search.quality)
             cells[d] = split_half(rows, truth)
+            if d in controllers:  # one controller per domain: does the supernet favour what its controller drew most?
+                with torch.no_grad():
+                    logp = [float(controllers[d].log_prob(space.choices_of(p))) for p in paths]
+                cells[d]["tau_controller"] = round(kendall_tau([statistics.mean(r) for r in rows], logp)[0], 4)
             print(f"{run.parent.name}/{run.name} {d}: {cells[d]}", flush=True)
         result["runs"][f"{run.parent.name}/{run.name}"] = cells
     summary: dict[str, Any] = {}
@@ -345,7 +351,8 @@ def reliability(out: Path, the_set: dict[str, Any], batches: int, methods: list[
         method = key.split("/")[0]
         for d, c in result["runs"][key].items():
             summary.setdefault(method, {}).setdefault(d, []).append(c)
-    result["summary"] = {m: {d: {k: round(statistics.mean(c[k] for c in cs), 4) for k in cs[0]} | {"runs": len(cs)}
+    result["summary"] = {m: {d: {k: round(statistics.mean(c[k] for c in cs), 4) for k in cs[0] if all(k in c for c in cs)}
+                                 | {"runs": len(cs)}
                              for d, cs in per.items()} for m, per in summary.items()}
     return result
 
