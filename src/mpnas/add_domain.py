@@ -28,18 +28,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mpnas.config import RunConfig, to_dict
 from mpnas.data import DomainSet
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
 from mpnas.io import read_json
 from mpnas.nn.merged import MultiPathModel
-from mpnas.pipeline import check_run, open_run, prepare_run_dir, say, searched, stage_evaluate, stage_report
-from mpnas.rundir import (ARCH, DOMAINS, METRICS, REPORT, RESULTS, SEARCH_STATE, TRAIN_ROWS, TRAIN_STATE, WEIGHTS,
-                          drop_metrics, finished_checkpoint, mark_stage, read_architecture, read_config,
-                          read_domain_info, run_status, stage_finished, stage_finished_here, write_domain_info)
+from mpnas.pipeline import (check_run, open_run, prepare_run_dir, say, searched, stage_evaluate, stage_report,
+                            stage_train)
+from mpnas.rundir import (ARCH, METRICS, REPORT, RESULTS, SEARCH_STATE, WEIGHTS, read_architecture, read_config,
+                          read_domain_info, run_status, stage_finished, stage_finished_here)
 from mpnas.search.extend import Extension, ExtensionCost
 from mpnas.search.loop import SearchState, run_search
 from mpnas.space.arch import Architecture
@@ -47,7 +45,6 @@ from mpnas.space.extension import Frozen
 from mpnas.space.presets import build_space
 from mpnas.train.checkpoint import Checkpointer, fingerprint
 from mpnas.train.evaluate import load_trained_model
-from mpnas.train.trainer import train_architecture
 
 METHOD = "add-domain"
 
@@ -142,29 +139,6 @@ def _search(cfg: RunConfig, out: Path, domains: DomainSet, base: MultiPathModel,
     return searched(out, ckpt, resume, METHOD, search)
 
 
-def _train(cfg: RunConfig, out: Path, domains: DomainSet, arch: Architecture, trained: dict[str, torch.Tensor],
-           base_dir: Path, progress: bool, resume: bool) -> None:
-    if resume and stage_finished(out, "train"):
-        say(f"train: finished earlier in {out}, kept ({WEIGHTS})")
-        return
-    paths = {k: v for k, v in arch.to_dict().items() if k != "meta"}
-    ckpt = Checkpointer(out / TRAIN_STATE, "train", cfg.checkpoint_every,
-                        fingerprint(to_dict(cfg), arch=paths, method=METHOD), out / METRICS)
-    done = resume and (out / DOMAINS).is_file() and world().decide(lambda: finished_checkpoint(ckpt.path, ckpt.fingerprint))
-    if done:
-        mark_stage(out, "train", done["elapsed_s"], best_step=done["best_step"], best_val_mean_top1=done["best_score"])
-        return
-    if not (resume and ckpt.path.is_file()):
-        drop_metrics(out, TRAIN_ROWS)
-    _, state = train_architecture(cfg, domains, arch, out / WEIGHTS, progress=progress, checkpointer=ckpt,
-                                  resume=resume, frozen=trained)
-    if world().is_main:
-        write_domain_info(out, domains, before=read_domain_info(base_dir))
-    ckpt.save(state.step, state.state_dict(), finished=True)
-    mark_stage(out, "train", ckpt.elapsed(), best_step=state.best_step, best_val_mean_top1=state.best_score)
-    world().barrier()
-
-
 def add_domain(base_dir: Path, given: RunConfig, new: list[str], out: Path, *, explicit: bool, resume: bool = False,
                overwrite: bool = False, threads: int | None = None, device: str | None = None,
                progress: bool = True) -> dict[str, Any]:
@@ -195,7 +169,8 @@ def add_domain(base_dir: Path, given: RunConfig, new: list[str], out: Path, *, e
         trained = {k: v.detach().clone() for k, v in base.state_dict().items()}
         frozen = Frozen.of(base_arch)
         arch = _search(cfg, out, domains, base, frozen, base_dir, progress, resuming)
-        _train(cfg, out, domains, arch, trained, base_dir, progress, resuming)
+        stage_train(cfg, out, domains, progress, arch=arch, resume=resuming, frozen=trained,
+                    before=read_domain_info(base_dir), method=METHOD)
         results = stage_evaluate(full, out, method=METHOD)
     if world().is_main and not (resuming and (out / REPORT).is_file() and stage_finished_here(out, "report")):
         stage_report(out)

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -30,6 +30,7 @@ from mpnas.analysis.supernet import supernet_quality
 from mpnas.config import RunConfig, to_dict
 from mpnas.console import log_to
 from mpnas.data import DomainSet, MultiDomainLoader
+from mpnas.data.info import DomainInfo
 from mpnas.distributed import world
 from mpnas.errors import MpnasError
 from mpnas.io import read_json, read_jsonl, write_json
@@ -189,10 +190,12 @@ def _search_checkpointer(cfg: RunConfig, run_dir: Path, groups: dict[str, list[s
     return Checkpointer(run_dir / SEARCH_STATE, "search", cfg.checkpoint_every, key, run_dir / METRICS)
 
 
-def _train_checkpointer(cfg: RunConfig, run_dir: Path, arch: Architecture) -> Checkpointer:
+def _train_checkpointer(cfg: RunConfig, run_dir: Path, arch: Architecture, method: str | None = None) -> Checkpointer:
+    """The training stage's checkpointer; `method` (add-domain's) joins the fingerprint so that a checkpoint of
+    training from scratch is never resumed as training around frozen nodes, and the other way round."""
     paths = {k: v for k, v in arch.to_dict().items() if k != "meta"}
-    return Checkpointer(run_dir / TRAIN_STATE, "train", cfg.checkpoint_every, fingerprint(to_dict(cfg), arch=paths),
-                        run_dir / METRICS)
+    key = fingerprint(to_dict(cfg), arch=paths, method=method) if method else fingerprint(to_dict(cfg), arch=paths)
+    return Checkpointer(run_dir / TRAIN_STATE, "train", cfg.checkpoint_every, key, run_dir / METRICS)
 
 
 def _finished_checkpoint(ckpt: Checkpointer) -> dict[str, Any] | None:
@@ -246,16 +249,20 @@ def searched(run_dir: Path, ckpt: Checkpointer, resume: bool, method: str,
 
 
 def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None, progress: bool = True,
-                arch: Architecture | None = None, resume: bool = False, supernet_from: Path | None = None) -> MultiPathModel:
+                arch: Architecture | None = None, resume: bool = False, supernet_from: Path | None = None,
+                frozen: Mapping[str, torch.Tensor] | None = None, before: dict[str, DomainInfo] | None = None,
+                method: str | None = None) -> MultiPathModel:
     """Train the merged model (from scratch, or with `train.from_supernet` from the supernet of the search in
-    `supernet_from`, default `run_dir`) and mark the stage."""
+    `supernet_from`, default `run_dir`) and mark the stage. Add-domain passes the trained run's tensors as
+    `frozen` (kept as they are, see `train_architecture`), its domains' info as `before` (domains.json lists them
+    first) and its `method`, which joins the checkpoint's fingerprint."""
     apply_threads(cfg)
     arch = arch or read_architecture(run_dir)
     if resume and stage_finished(run_dir, "train"):
         say(f"train: finished earlier in {run_dir}, kept ({WEIGHTS})")
         return load_trained_model(cfg, run_dir, arch)
     domains = domains or load_data(cfg, progress)
-    ckpt = _train_checkpointer(cfg, run_dir, arch)
+    ckpt = _train_checkpointer(cfg, run_dir, arch, method)
     done = resume and (run_dir / DOMAINS).is_file() and _finished_checkpoint(ckpt)
     if done:  # killed after its final state was written, before the stage was marked (e.g. while profiling)
         say(f"train: finished earlier in {run_dir}, kept ({WEIGHTS})")
@@ -265,9 +272,9 @@ def stage_train(cfg: RunConfig, run_dir: Path, domains: DomainSet | None = None,
         if not (resume and ckpt.path.is_file()):
             drop_metrics(run_dir, TRAIN_ROWS)  # rows an attempt logged before its first checkpoint
         model, state = train_architecture(cfg, domains, arch, run_dir / WEIGHTS, progress=progress, checkpointer=ckpt,
-                                          resume=resume, supernet_from=supernet_from)
+                                          resume=resume, supernet_from=supernet_from, frozen=frozen)
         if world().is_main:
-            write_domain_info(run_dir, domains)
+            write_domain_info(run_dir, domains, before=before)
         ckpt.save(state.step, state.state_dict(), finished=True)
         best_step, best_score, elapsed = state.best_step, state.best_score, None
     info: dict[str, Any] = {}
