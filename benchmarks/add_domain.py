@@ -15,6 +15,8 @@ of the held-out domain, paired by seed.
     # bench.json (issue 24's end-to-end bench: same budget and seeds)
     python benchmarks/add_domain.py collect --out runs/bench28 --full benchmarks/bench-24/bench.json \
         --write benchmarks/bench-28
+    # collect also writes the stand-alone models it used (sd-nas.json); they do not depend on add-domain, so a
+    # rerun of the add-domain pieces can keep them instead of `run --stage sd`: --sd-nas benchmarks/bench-28/sd-nas.json
 
 A piece is two commands a user would type, `mpnas run --domains <five>` and `mpnas add-domain --run ... --domains
 <held-out>`, each with `--resume`, so a killed piece continues where it stopped. After both, the old domains'
@@ -154,22 +156,27 @@ def full_runs(reference: Path) -> dict[int, dict[str, Any]]:
 
 def stand_alone(held: str, seed: int, piece: Path, sd_ref: Path | None, full: dict[str, Any]) -> dict[str, Any] | None:
     """The held-out domain's SD-NAS model at `seed` (top-1, parameters, search and training time): from an `mpnas
-    bench` directory with sd-nas, or else the piece's own (`run --stage sd`); None when neither is there. Beside
-    it, the full bench's SD-NAS top-1 of that domain and seed, where it has one (a separate run of the same
-    method, budget and seed)."""
+    bench` directory with sd-nas, from the `sd-nas.json` an earlier collect wrote (the stand-alone models do not
+    depend on add-domain, so a rerun of add-domain can keep them), or else the piece's own (`run --stage sd`);
+    None when none is there. Beside it, the full bench's SD-NAS top-1 of that domain and seed, where it has one
+    (a separate run of the same method, budget and seed)."""
+    beside = {"top1_in_full_bench": (full.get("sd_nas_top1") or {}).get(held)}
+    if sd_ref is not None and sd_ref.is_file():
+        kept = read_json(sd_ref, "stand-alone SD-NAS file").get(f"{held}/seed{seed}")
+        return None if kept is None else {**kept, "from": f"{sd_ref}: {kept['from']}", **beside}
     sd = piece / "sd" / "search"
     if sd_ref is not None and (sd_ref / "sd-nas" / f"seed{seed}" / "domains" / held / "results.json").is_file():
         sd = sd_ref / "sd-nas" / f"seed{seed}" / "domains" / held
     if not (sd / "results.json").is_file():
         return None
     r = read_json(sd / "results.json", "results")["domains"][held]
-    return {"top1": r["top1"], "params": r["params"], "wall_s": _seconds(sd), "from": str(sd),
-            "top1_in_full_bench": (full.get("sd_nas_top1") or {}).get(held)}
+    return {"top1": r["top1"], "params": r["params"], "wall_s": _seconds(sd), "from": str(sd), **beside}
 
 
 def summarise(out: Path, full_ref: Path, sd_ref: Path | None, variant: str | None = None) -> dict[str, Any]:
     fulls = full_runs(full_ref)
     table: dict[str, Any] = {}
+    used: dict[str, dict[str, Any]] = {}  # the stand-alone models, by "held/seed<n>", written as sd-nas.json
     for held_dir in sorted(p for p in out.iterdir() if p.is_dir()):
         held, rows = held_dir.name, []
         for piece in sorted(held_dir.glob("seed*")):
@@ -184,6 +191,7 @@ def summarise(out: Path, full_ref: Path, sd_ref: Path | None, variant: str | Non
             sd_r = stand_alone(held, seed, piece, sd_ref, full)
             if sd_r is None:
                 continue
+            used[f"{held}/seed{seed}"] = {k: sd_r[k] for k in ("top1", "params", "wall_s", "from")}
             added = read_json(home / "added" / "results.json", "results")
             arch = read_architecture(home / "added")
             rows.append({
@@ -220,7 +228,7 @@ def summarise(out: Path, full_ref: Path, sd_ref: Path | None, variant: str | Non
                         "wall_at_most_0.4x_full": max(time_ratio) <= 0.4},
         }
     return {"full": str(full_ref), "sd_nas": str(sd_ref) if sd_ref else "each piece's sd/search", "variant": variant,
-            "held_out": table}
+            "held_out": table, "stand_alone": used}
 
 
 def markdown(summary: dict[str, Any], command: str) -> str:
@@ -258,7 +266,8 @@ def cmd_collect(args: argparse.Namespace) -> None:
     if args.write:
         dest = Path(args.write)
         dest.mkdir(parents=True, exist_ok=True)
-        write_json(dest / "bench.json", summary)
+        write_json(dest / "bench.json", {k: v for k, v in summary.items() if k != "stand_alone"})
+        write_json(dest / "sd-nas.json", summary["stand_alone"])
         (dest / "bench.md").write_text(text)
 
 
@@ -318,7 +327,8 @@ def main() -> None:
     p.add_argument("--full", required=True,
                    help="the full six-domain MPNAS runs: an `mpnas bench` directory or a bench.json")
     p.add_argument("--sd-nas", default=None,
-                   help="an `mpnas bench` directory with sd-nas (default: each piece's `run --stage sd` search)")
+                   help="an `mpnas bench` directory with sd-nas, or the sd-nas.json an earlier collect wrote "
+                        "(default: each piece's `run --stage sd` search)")
     p.add_argument("--write", default=None)
     p.add_argument("--variant", default=None, help="collect a `run --stage variant` variant instead of the plain add-domain")
     p.set_defaults(func=cmd_collect)
