@@ -163,7 +163,8 @@ def stand_alone(held: str, seed: int, piece: Path, sd_ref: Path | None, full: di
     beside = {"top1_in_full_bench": (full.get("sd_nas_top1") or {}).get(held)}
     if sd_ref is not None and sd_ref.is_file():
         kept = read_json(sd_ref, "stand-alone SD-NAS file").get(f"{held}/seed{seed}")
-        return None if kept is None else {**kept, "from": f"{sd_ref}: {kept['from']}", **beside}
+        # its "from" already names the run it came from; the file itself is named in bench.json's "sd_nas"
+        return None if kept is None else {**kept, **beside}
     sd = piece / "sd" / "search"
     if sd_ref is not None and (sd_ref / "sd-nas" / f"seed{seed}" / "domains" / held / "results.json").is_file():
         sd = sd_ref / "sd-nas" / f"seed{seed}" / "domains" / held
@@ -248,14 +249,16 @@ def markdown(summary: dict[str, Any], command: str) -> str:
                      f"{t['add_minus_full']['mean']:+.2f} {f'[{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else ''} | {mean('sd_nas'):.2f} | "
                      f"{t['params_vs_sd_nas']:.3f} | {t['wall_vs_full']:.3f} | {t['old_logits_identical']} |")
     lines += ["", "Per seed:", "", "| held out | seed | add | full | SD-NAS | added params | SD-NAS params | reused / new "
-              "nodes | took the path of | wall add / base / full (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "nodes | took the path of | wall add / base / full / SD-NAS (s) | add / base |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for held, t in summary["held_out"].items():
         for r in t["rows"]:
             w = r["wall_s"]
             lines.append(f"| {held} | {r['seed']} | {r['top1']['add_domain']:.2f} | {r['top1']['full']:.2f} | "
                          f"{r['top1']['sd_nas']:.2f} | {r['added_params']:,} | {r['sd_nas_params']:,} | "
                          f"{r['reused_nodes']} / {r['new_nodes']} | {r['took_path_of'] or '-'} | "
-                         f"{w['add_domain']:.0f} / {w['base']:.0f} / {w['full']:.0f} |")
+                         f"{w['add_domain']:.0f} / {w['base']:.0f} / {w['full']:.0f} / {w['sd_nas']:.0f} | "
+                         f"{w['add_domain'] / w['base']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
